@@ -1,0 +1,91 @@
+"""Shared network value types: where a message came from and where it goes.
+
+Plain frozen values used by every layer (transport, proxy core, routing); no I/O here.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class Proto(enum.Enum):
+    """A SIP transport protocol we listen on."""
+
+    UDP = "udp"
+    TCP = "tcp"
+
+    @property
+    def via_name(self) -> str:
+        return self.value.upper()
+
+    @property
+    def reliable(self) -> bool:
+        return self is not Proto.UDP
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """A transport address: an IP literal (IPv6 without brackets) and a port."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        if ":" in self.host:
+            return f"[{self.host}]:{self.port}"
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class SocketInfo:
+    """One of our listening sockets, as configured by PKS_LISTEN.
+
+    ``advertise_*`` is the address we show in Via and Record-Route (a proxy behind NAT);
+    when unset, the bound address is shown.
+    """
+
+    name: str
+    proto: Proto
+    host: str
+    port: int
+    advertise_host: str | None = None
+    advertise_port: int | None = None
+
+    @property
+    def public_host(self) -> str:
+        return self.advertise_host or self.host
+
+    @property
+    def public_port(self) -> int:
+        return self.advertise_port or self.port
+
+    @property
+    def key(self) -> tuple[Proto, str, int]:
+        return (self.proto, self.host, self.port)
+
+    def __str__(self) -> str:
+        return f"{self.proto.value}:{Address(self.host, self.port)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """Where a message arrived: our socket, the packet's source, and the TCP connection id."""
+
+    socket: SocketInfo
+    source: Address
+    conn_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """An effect: send ``data`` to ``dest`` from ``socket``.
+
+    For TCP, ``conn_id`` names the connection to reuse when it is still open; otherwise the
+    transport reuses any open connection to ``dest`` from that socket, or opens one.
+    """
+
+    data: bytes
+    dest: Address
+    socket: SocketInfo
+    conn_id: int | None = None

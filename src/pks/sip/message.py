@@ -1,0 +1,324 @@
+"""Request/Response: header lines kept as received, values decoded on first access.
+
+Part of step ② (parse). A ``Message`` holds its header lines as ``Header`` entries over the
+original bytes; serialising an unedited message gives the input back byte for byte. The proxy
+edits a ``copy()``: inserted, removed or rewritten lines are the only ones that change, every
+other header leaves exactly as it came, in the same order (RFC 3261 §16.6 asks no more).
+
+Parsed views (Via list, From/To, CSeq, Contact, Route…) are computed once, on first use, and
+raise ``ParseError`` when the header is malformed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pks.sip import names
+from pks.sip.errors import ParseError
+from pks.sip.nameaddr import NameAddr, parse_name_addr
+from pks.sip.params import split_top
+from pks.sip.uri import Uri, parse_uri
+from pks.sip.via import Via, parse_via
+
+CRLF = b"\r\n"
+MAX_CSEQ = 2**32 - 1
+
+
+class Header:
+    """One header line: its key (lower-case long name), its bytes as on the wire, its value."""
+
+    __slots__ = ("key", "raw", "value")
+
+    def __init__(self, key: str, raw: bytes, value: bytes) -> None:
+        self.key = key
+        self.raw = raw
+        self.value = value
+
+    @classmethod
+    def make(cls, key: str, value: bytes | str) -> Header:
+        v = value.encode("latin-1") if isinstance(value, str) else value
+        return cls(key, names.canonical(key).encode() + b": " + v, v)
+
+    def __repr__(self) -> str:
+        return f"Header({self.raw!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class CSeq:
+    number: int
+    method: str
+
+
+class Message:
+    """A SIP request (``method`` set) or response (``status`` set)."""
+
+    __slots__ = (
+        "_contacts",
+        "_cseq",
+        "_from",
+        "_routes",
+        "_rr",
+        "_to",
+        "_uri",
+        "_vias",
+        "body",
+        "first_line",
+        "headers",
+        "method",
+        "reason",
+        "ruri",
+        "status",
+    )
+
+    def __init__(
+        self,
+        first_line: bytes,
+        headers: list[Header],
+        body: bytes,
+        *,
+        method: str | None = None,
+        ruri: str | None = None,
+        status: int | None = None,
+        reason: str | None = None,
+    ) -> None:
+        self.first_line = first_line
+        self.headers = headers
+        self.body = body
+        self.method = method
+        self.ruri = ruri
+        self.status = status
+        self.reason = reason
+        self._clear_cache()
+
+    def _clear_cache(self) -> None:
+        self._vias: list[Via] | None = None
+        self._from: NameAddr | None = None
+        self._to: NameAddr | None = None
+        self._cseq: CSeq | None = None
+        self._uri: Uri | None = None
+        self._contacts: list[NameAddr] | None = None
+        self._routes: list[NameAddr] | None = None
+        self._rr: list[NameAddr] | None = None
+
+    # ---- generic access -------------------------------------------------------------
+    @property
+    def is_request(self) -> bool:
+        return self.method is not None
+
+    def get(self, key: str) -> bytes | None:
+        """Value of the first header with this key, or None."""
+        for h in self.headers:
+            if h.key == key:
+                return h.value
+        return None
+
+    def get_str(self, key: str) -> str | None:
+        v = self.get(key)
+        return None if v is None else v.decode("latin-1")
+
+    def count(self, key: str) -> int:
+        return sum(1 for h in self.headers if h.key == key)
+
+    def values(self, key: str) -> list[str]:
+        """All comma-separated elements of every header line with this key, in order."""
+        out: list[str] = []
+        for h in self.headers:
+            if h.key == key:
+                for part in split_top(h.value.decode("latin-1"), ","):
+                    if not part.strip():
+                        raise ParseError(f"empty element in {names.canonical(key)} header")
+                    out.append(part)
+        return out
+
+    # ---- parsed views ---------------------------------------------------------------------
+    @property
+    def uri(self) -> Uri:
+        """The parsed Request-URI."""
+        if self._uri is None:
+            if self.ruri is None:
+                raise ParseError("a response has no Request-URI")
+            self._uri = parse_uri(self.ruri)
+        return self._uri
+
+    @property
+    def vias(self) -> list[Via]:
+        if self._vias is None:
+            self._vias = [parse_via(v) for v in self.values("via")]
+            if not self._vias:
+                raise ParseError("missing Via header")
+        return self._vias
+
+    @property
+    def top_via(self) -> Via:
+        return self.vias[0]
+
+    def _single_addr(self, key: str) -> NameAddr:
+        v = self.get_str(key)
+        if v is None:
+            raise ParseError(f"missing {names.canonical(key)} header")
+        return parse_name_addr(v)
+
+    @property
+    def from_(self) -> NameAddr:
+        if self._from is None:
+            self._from = self._single_addr("from")
+        return self._from
+
+    @property
+    def to(self) -> NameAddr:
+        if self._to is None:
+            self._to = self._single_addr("to")
+        return self._to
+
+    @property
+    def call_id(self) -> str:
+        v = self.get_str("call-id")
+        if v is None or not v.strip():
+            raise ParseError("missing Call-ID header")
+        return v.strip()
+
+    @property
+    def cseq(self) -> CSeq:
+        if self._cseq is None:
+            v = self.get_str("cseq")
+            if v is None:
+                raise ParseError("missing CSeq header")
+            parts = v.split()
+            if len(parts) != 2 or not parts[0].isdigit():
+                raise ParseError(f"malformed CSeq {v!r}")
+            number = int(parts[0])
+            if number > MAX_CSEQ:
+                raise ParseError(f"CSeq number {parts[0]} exceeds 2**32-1")
+            self._cseq = CSeq(number, parts[1])
+        return self._cseq
+
+    @property
+    def max_forwards(self) -> int | None:
+        v = self.get("max-forwards")
+        if v is None:
+            return None
+        v = v.strip()
+        if not v.isdigit() or len(v) > 5:
+            raise ParseError(f"malformed Max-Forwards {v!r}")
+        return int(v)
+
+    @property
+    def contacts(self) -> list[NameAddr]:
+        """Contact values; an empty list for ``Contact: *`` or no Contact."""
+        if self._contacts is None:
+            vals = self.values("contact")
+            if len(vals) == 1 and vals[0].strip() == "*":
+                self._contacts = []
+            else:
+                self._contacts = [parse_name_addr(v) for v in vals]
+        return self._contacts
+
+    @property
+    def routes(self) -> list[NameAddr]:
+        if self._routes is None:
+            self._routes = [parse_name_addr(v) for v in self.values("route")]
+        return self._routes
+
+    @property
+    def record_routes(self) -> list[NameAddr]:
+        if self._rr is None:
+            self._rr = [parse_name_addr(v) for v in self.values("record-route")]
+        return self._rr
+
+    @property
+    def from_tag(self) -> str | None:
+        return self.from_.tag
+
+    @property
+    def to_tag(self) -> str | None:
+        return self.to.tag
+
+    # ---- editing (on a copy) ------------------------------------------------------------
+    def copy(self) -> Message:
+        """A copy whose header list can be edited without touching this one."""
+        m = Message(
+            self.first_line,
+            list(self.headers),
+            self.body,
+            method=self.method,
+            ruri=self.ruri,
+            status=self.status,
+            reason=self.reason,
+        )
+        m._vias, m._from, m._to, m._cseq, m._uri = (
+            self._vias,
+            self._from,
+            self._to,
+            self._cseq,
+            self._uri,
+        )
+        m._contacts, m._routes, m._rr = self._contacts, self._routes, self._rr
+        return m
+
+    def prepend(self, key: str, value: bytes | str) -> None:
+        """Insert a header line above all others (Via, Record-Route go on top)."""
+        self.headers.insert(0, Header.make(key, value))
+        self._invalidate(key)
+
+    def append(self, key: str, value: bytes | str) -> None:
+        self.headers.append(Header.make(key, value))
+        self._invalidate(key)
+
+    def set(self, key: str, value: bytes | str) -> None:
+        """Replace the first header with this key in place (or append it)."""
+        for i, h in enumerate(self.headers):
+            if h.key == key:
+                self.headers[i] = Header.make(key, value)
+                self._invalidate(key)
+                return
+        self.append(key, value)
+
+    def remove(self, key: str) -> None:
+        self.headers = [h for h in self.headers if h.key != key]
+        self._invalidate(key)
+
+    def replace_first_value(self, key: str, new: str | None) -> None:
+        """Rewrite the first comma element of the first ``key`` header (None removes it)."""
+        for i, h in enumerate(self.headers):
+            if h.key != key:
+                continue
+            parts = split_top(h.value.decode("latin-1"), ",")
+            rest = [p.strip() for p in parts[1:]]
+            elems = ([new] if new is not None else []) + rest
+            if elems:
+                self.headers[i] = Header.make(key, ", ".join(elems))
+            else:
+                del self.headers[i]
+            self._invalidate(key)
+            return
+
+    def set_first_line(self, line: bytes) -> None:
+        self.first_line = line
+
+    def set_ruri(self, ruri: str) -> None:
+        assert self.method is not None
+        self.ruri = ruri
+        self._uri = None
+        self.first_line = f"{self.method} {ruri} SIP/2.0".encode("latin-1")
+
+    def _invalidate(self, key: str) -> None:
+        if key == "via":
+            self._vias = None
+        elif key == "route":
+            self._routes = None
+        elif key == "record-route":
+            self._rr = None
+        elif key == "contact":
+            self._contacts = None
+        elif key == "to":
+            self._to = None
+        elif key == "from":
+            self._from = None
+
+    # ---- serialisation ------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """The message on the wire; Content-Length is kept right for the body we carry."""
+        lines = [self.first_line]
+        lines.extend(h.raw for h in self.headers)
+        head = CRLF.join(lines)
+        return head + b"\r\n\r\n" + self.body

@@ -1,0 +1,121 @@
+"""bytes → Message: start line, header lines (with folding), Content-Length and body.
+
+Step ② of the data path: from the transport (one UDP datagram or one framed TCP message) to
+sanity. Only the start line, the header names and Content-Length are examined here; every
+other header is decoded lazily by ``Message`` when a later step asks for it (RFC 3261 §7, §18.3,
+§25). Raises ``ParseError`` — the only exception this module lets out.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pks.sip import names
+from pks.sip.errors import ParseError
+from pks.sip.message import Header, Message
+
+_TOKEN = re.compile(rb"[A-Za-z0-9\-.!%*_+`'~]+\Z")
+_VERSION = re.compile(rb"SIP/\d+\.\d+\Z", re.I)
+_known_names: set[bytes] = set()
+
+
+def _header_key(name: bytes) -> str:
+    if name not in _known_names:
+        if not _TOKEN.match(name):
+            raise ParseError(f"bad header name {name[:40]!r}")
+        if len(_known_names) < 4096:
+            _known_names.add(name)
+    return names.key(name)
+
+
+def _split_headers(head: bytes) -> list[Header]:
+    headers: list[Header] = []
+    if not head:
+        return headers
+    for line in head.split(b"\r\n"):
+        first = line[:1]
+        if first == b" " or first == b"\t":
+            if not headers:
+                raise ParseError("continuation line before any header")
+            prev = headers[-1]
+            prev.raw = prev.raw + b"\r\n" + line
+            prev.value = (prev.value + b" " + line.strip()).strip()
+            continue
+        colon = line.find(b":")
+        if colon <= 0:
+            raise ParseError(f"header line without a name: {line[:40]!r}")
+        name = line[:colon]
+        if name[-1:] in (b" ", b"\t"):
+            name = name.rstrip(b" \t")
+        headers.append(Header(_header_key(name), line, line[colon + 1 :].strip()))
+    return headers
+
+
+def _start_line(line: bytes) -> dict[str, object]:
+    if line.startswith(b"SIP/"):
+        parts = line.split(b" ", 2)
+        if parts[0] != b"SIP/2.0":
+            raise ParseError(f"unsupported SIP version {parts[0]!r}", status=505)
+        if len(parts) < 2 or len(parts[1]) != 3 or not parts[1].isdigit():
+            raise ParseError(f"bad status code in {line[:60]!r}")
+        code = int(parts[1])
+        if not 100 <= code <= 699:
+            raise ParseError(f"status code {code} out of range")
+        reason = parts[2].decode("utf-8", "replace") if len(parts) == 3 else ""
+        return {"status": code, "reason": reason}
+    parts = line.split(b" ")
+    if len(parts) != 3 or not parts[0] or not parts[1]:
+        raise ParseError(f"malformed request line {line[:80]!r}")
+    method, ruri, version = parts
+    if not _TOKEN.match(method):
+        raise ParseError(f"bad method {method[:40]!r}")
+    if version != b"SIP/2.0":
+        if _VERSION.match(version):
+            raise ParseError(f"unsupported SIP version {version.decode('latin-1')}", status=505)
+        raise ParseError(f"malformed request line {line[:80]!r}")
+    return {"method": method.decode("latin-1"), "ruri": ruri.decode("latin-1")}
+
+
+def _content_length(headers: list[Header]) -> int | None:
+    value: int | None = None
+    for h in headers:
+        if h.key != "content-length":
+            continue
+        text = h.value
+        if not text.isdigit():
+            raise ParseError(f"bad Content-Length {text[:20]!r}")
+        n = int(text)
+        if value is not None and n != value:
+            raise ParseError("conflicting Content-Length values")
+        value = n
+    return value
+
+
+def parse(data: bytes, *, stream: bool = False) -> Message:
+    """Parse one message. ``stream`` means TCP: the framer already cut it to size."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        raise ParseError("no empty line ends the header section")
+    first_end = data.find(b"\r\n")
+    first = data[:first_end]
+    fields = _start_line(first)
+    head = data[first_end + 2 : end] if first_end < end else b""
+    headers = _split_headers(head)
+    msg = Message(first, headers, b"", **fields)  # type: ignore[arg-type]
+    try:
+        length = _content_length(headers)
+    except ParseError as exc:
+        exc.partial = msg
+        raise
+    start = end + 4
+    if length is None:
+        msg.body = data[start:]
+    else:
+        if start + length > len(data):
+            raise ParseError(
+                f"Content-Length {length} larger than the {len(data) - start} body bytes",
+                partial=msg,
+            )
+        # RFC 3261 §18.3: octets after Content-Length in a datagram are discarded.
+        msg.body = data[start : start + length]
+    return msg
