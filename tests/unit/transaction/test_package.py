@@ -1,0 +1,68 @@
+"""The public surface of pks.transaction, and its sans-IO promise."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import pkgutil
+from pathlib import Path
+
+import pks.transaction
+
+PUBLIC = {
+    "DEFAULT_TIMERS",
+    "ClientInviteState",
+    "ClientInviteTransaction",
+    "ClientKey",
+    "ClientNonInviteState",
+    "ClientNonInviteTransaction",
+    "Deliver",
+    "DeliverAck",
+    "Effect",
+    "ServerInviteState",
+    "ServerInviteTransaction",
+    "ServerKey",
+    "ServerNonInviteState",
+    "ServerNonInviteTransaction",
+    "Terminated",
+    "TimedOut",
+    "Timers",
+    "TransactionTable",
+    "Transmit",
+    "TransportFailed",
+    "client_key",
+    "server_key",
+}
+# Only these may be imported: no sockets, no asyncio, no clock, no other pks package.
+ALLOWED_IMPORTS = {"__future__", "dataclasses", "enum", "heapq", "itertools", "typing"}
+MODULES = sorted(info.name for info in pkgutil.iter_modules(pks.transaction.__path__))
+
+
+def test_all_is_pinned_and_importable() -> None:
+    assert set(pks.transaction.__all__) == PUBLIC
+    for name in PUBLIC:
+        assert getattr(pks.transaction, name) is not None
+
+
+def test_every_module_opens_with_its_step() -> None:
+    for name in ["__init__", *MODULES]:
+        module = importlib.import_module(
+            "pks.transaction" if name == "__init__" else f"pks.transaction.{name}"
+        )
+        assert (module.__doc__ or "").startswith("Step ④ transaction"), name
+
+
+def test_modules_import_nothing_but_the_standard_core() -> None:
+    root = Path(pks.transaction.__file__).parent
+    for path in root.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            else:
+                continue
+            for name in names:
+                assert name in ALLOWED_IMPORTS or name.startswith("pks.transaction"), (
+                    f"{path.name} imports {name}"
+                )
