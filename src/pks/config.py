@@ -1,0 +1,417 @@
+"""Role: configuration, beside the data path. One `Settings` from ``PKS_*`` env and TOML.
+
+Read once at start-up: ``pks run`` builds a `Settings`; the server wiring hands
+``settings.sockets`` to the transport and the timers/limits to the proxy core.
+
+Sources, highest priority first: keyword arguments (tests, CLI flags), environment variables
+``PKS_<FIELD>`` (case-insensitive), then the TOML file named by ``PKS_CONFIG`` (keys are the
+field names in lower case, e.g. ``fr_timer = 5.0``). With nothing set, the proxy listens on
+UDP and TCP port 5060 and stores its tables in ``./pks.db``.
+
+Invariant: a bad value never starts the proxy. Every problem is reported as one `ConfigError`
+whose message names the variable (``PKS_FR_TIMER: ...``) or the file key, and for
+``PKS_LISTEN`` the entry and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from pks.net import Address, Proto, SocketInfo
+
+__all__ = ["ConfigError", "Settings", "parse_listen"]
+
+ENV_PREFIX = "PKS_"
+CONFIG_FILE_VAR = "PKS_CONFIG"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+# A socket name travels in dispatcher attrs (``socketname=NAME;...``): no ``;``, ``,``, ``=``
+# or blanks. ``:`` and brackets are allowed so that default names (``udp:[::1]:5060``) can be
+# written back by an operator.
+_NAME = re.compile(r"[A-Za-z0-9_.:\[\]-]+")
+# RFC 1123 host name (for ``advertise=``); the last label may not be all digits (RFC 3696 §2),
+# which keeps a mistyped IPv4 address such as 203.0.113.500 from passing as a name.
+_HOSTNAME = re.compile(
+    r"(?=.{1,253}\.?$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+    r"(?![0-9]+\.?$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?"
+)
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message says which one and why."""
+
+
+# --- PKS_LISTEN ------------------------------------------------------------------------------
+
+
+def _split_hostport(text: str) -> tuple[str, str | None]:
+    """``host``, ``host:port``, ``[v6]`` or ``[v6]:port`` → (host without brackets, port text)."""
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0:
+            raise ConfigError(f"missing ']' in {text!r}")
+        host, rest = text[1:close], text[close + 1 :]
+        if rest and not rest.startswith(":"):
+            raise ConfigError(f"unexpected {rest!r} after ']' in {text!r}")
+        if ":" not in host:
+            raise ConfigError(f"brackets are for IPv6 addresses only, got {text!r}")
+        return host, rest[1:] if rest else None
+    if text.count(":") > 1:
+        raise ConfigError(f"IPv6 address must be written in brackets, e.g. [::1]:5060: {text!r}")
+    host, sep, port = text.partition(":")
+    return host, port if sep else None
+
+
+def _ip(text: str) -> str:
+    """Validate an IP literal and return its canonical form."""
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise ConfigError(f"{text!r} is not an IP address") from None
+
+
+def _port(text: str | None, *, allow_zero: bool) -> int:
+    if text is None or text == "":
+        raise ConfigError("missing port")
+    lowest = 0 if allow_zero else 1
+    if not text.isascii() or not text.isdigit() or not lowest <= int(text) <= 65535:
+        raise ConfigError(f"port must be a number from {lowest} to 65535, got {text!r}")
+    return int(text)
+
+
+def _advertise(text: str) -> tuple[str, int | None]:
+    try:
+        host, port = _split_hostport(text)
+        if ":" in host or re.fullmatch(r"[0-9.]+", host):
+            host = _ip(host)
+        elif not _HOSTNAME.fullmatch(host):
+            raise ConfigError(f"{host!r} is neither an IP address nor a host name")
+        return host, None if port is None else _port(port, allow_zero=False)
+    except ConfigError as exc:
+        raise ConfigError(f"advertise={text}: {exc}") from None
+
+
+def _listen_entry(entry: str) -> SocketInfo:
+    head, *params = entry.split(";")
+    proto_text, sep, hostport = head.strip().partition(":")
+    try:
+        proto = Proto(proto_text.lower())
+    except ValueError:
+        expected = " or ".join(p.value for p in Proto)
+        raise ConfigError(f"unknown protocol {proto_text!r} (expected {expected})") from None
+    if not sep:
+        raise ConfigError("expected proto:host:port")
+    host_text, port_text = _split_hostport(hostport)
+    host, port = _ip(host_text), _port(port_text, allow_zero=True)
+    name = f"{proto.value}:{Address(host, port)}"
+    advertise: tuple[str | None, int | None] = (None, None)
+    seen: set[str] = set()
+    for param in params:
+        key, eq, value = (part.strip() for part in param.partition("="))
+        if key in seen:
+            raise ConfigError(f"{key}= given twice")
+        seen.add(key)
+        if key == "name" and eq and _NAME.fullmatch(value):
+            name = value
+        elif key == "name":
+            raise ConfigError(f"bad name {value!r} (letters, digits and _.:[]- only)")
+        elif key == "advertise" and eq:
+            advertise = _advertise(value)
+        else:
+            raise ConfigError(f"unknown option {param.strip()!r} (expected name= or advertise=)")
+    return SocketInfo(name, proto, host, port, *advertise)
+
+
+def parse_listen(text: str) -> tuple[SocketInfo, ...]:
+    """Parse ``PKS_LISTEN``, comma-separated ``proto:host:port[;name=N][;advertise=HOST[:PORT]]``.
+
+    The default name of a socket is ``proto:host:port`` as written (IPv6 in brackets). Several
+    sockets may share a name (one UDP and one TCP "public"), but not within one protocol.
+    Raises `ConfigError` naming the entry (1-based) and the problem.
+    """
+    sockets: list[SocketInfo] = []
+    for number, raw in enumerate(text.split(","), start=1):
+        entry = raw.strip()
+        try:
+            if not entry:
+                raise ConfigError("empty entry")
+            sock = _listen_entry(entry)
+            for other_number, other in enumerate(sockets, start=1):
+                if other.key == sock.key:
+                    raise ConfigError(f"same socket as entry {other_number}")
+                if (other.name, other.proto) == (sock.name, sock.proto):
+                    raise ConfigError(
+                        f"name {sock.name!r} already used by "
+                        f"{sock.proto.value.upper()} entry {other_number}"
+                    )
+        except ConfigError as exc:
+            raise ConfigError(f"entry {number} {entry!r}: {exc}") from None
+        sockets.append(sock)
+    return tuple(sockets)
+
+
+# --- Settings --------------------------------------------------------------------------------
+
+
+class Settings(BaseSettings):
+    """pks-sip-proxy settings. Each field is read from ``PKS_<NAME>`` or from the TOML file.
+
+    Fields (environment variable, default):
+
+    - ``PKS_LISTEN`` (``udp:0.0.0.0:5060,tcp:0.0.0.0:5060``): the sockets to listen on.
+    - ``PKS_DB_URL`` (``sqlite:///./pks.db``): SQLAlchemy URL of the Kamailio-style tables.
+    - ``PKS_FR_TIMER`` (5.0 s), ``PKS_FR_INV_TIMER`` (120.0 s), ``PKS_FAILOVER_CODES``
+      (``408,500,503``): when to try the next gateway.
+    - ``PKS_UNKNOWN_SOURCE`` (``drop``): what to do with a new request from an unknown address.
+    - ``PKS_MAX_FORWARDS`` (70), ``PKS_TCP_IDLE_TIMEOUT`` (120.0 s), ``PKS_MAX_MESSAGE_SIZE``
+      (65535 bytes).
+    - ``PKS_DEFAULT_SOCKET`` (unset): socket name used when a gateway names none.
+    - ``PKS_ADMIN_LISTEN`` (``127.0.0.1:8091``), ``PKS_ADMIN_TOKEN`` (unset): the admin API.
+    - ``PKS_LOG_LEVEL`` (``INFO``), ``PKS_SERVER_HEADER`` (``pks-sip-proxy``).
+    - ``PKS_CONFIG`` (unset): path of a TOML file holding any of the above; environment
+      variables win over the file.
+
+    Building a `Settings` raises `ConfigError` (never a pydantic error) when a value is wrong.
+    """
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid")
+
+    listen: str = Field(
+        "udp:0.0.0.0:5060,tcp:0.0.0.0:5060",
+        description=(
+            "Sockets to listen on, comma-separated: proto:host:port[;name=NAME]"
+            "[;advertise=HOST[:PORT]]. proto is udp or tcp; host is an IP address (IPv6 in "
+            "brackets: udp:[::1]:5060); port 0 picks a free port. name= groups sockets that "
+            "gateways select with socketname=NAME (default: proto:host:port); one UDP and one "
+            "TCP socket may share a name. advertise= is the address shown in Via and "
+            "Record-Route when the proxy is behind NAT (port defaults to the bound one). "
+            "In the TOML file, a list of entries is also accepted."
+        ),
+    )
+    db_url: str = Field(
+        "sqlite:///./pks.db",
+        description="SQLAlchemy database URL (sqlite:///, postgresql+psycopg://, mysql+pymysql://).",
+    )
+    fr_timer: float = Field(
+        5.0,
+        gt=0,
+        description="Seconds to wait for any response from a gateway before trying the next one.",
+    )
+    fr_inv_timer: float = Field(
+        120.0,
+        gt=0,
+        description="Seconds an INVITE may ring (after a provisional response) before it is "
+        "cancelled and the next gateway is tried.",
+    )
+    failover_codes: str = Field(
+        "408,500,503",
+        description="Comma-separated final response codes (300-699) from a gateway that make "
+        "the proxy try the next gateway. May be empty. In TOML, a list of numbers is accepted.",
+    )
+    unknown_source: Literal["drop", "reject"] = Field(
+        "drop",
+        description="New request from an address not in the address table: drop (no reply) "
+        "or reject (answer 403 Forbidden).",
+    )
+    max_forwards: int = Field(
+        70,
+        ge=1,
+        le=255,
+        description="Max-Forwards put on requests that lack one and upper limit for those that "
+        "carry a larger value.",
+    )
+    tcp_idle_timeout: float = Field(
+        120.0,
+        gt=0,
+        description="Seconds without traffic in either direction after which a TCP connection "
+        "is closed.",
+    )
+    max_message_size: int = Field(
+        65535,
+        ge=1024,
+        description="Largest SIP message accepted, in bytes; a TCP peer sending more is "
+        "disconnected and a larger UDP datagram is dropped.",
+    )
+    default_socket: str | None = Field(
+        None,
+        description="Socket name (see listen) used to reach a gateway whose dispatcher attrs "
+        "name no socketname. Unset or empty: the socket the request came in on.",
+    )
+    admin_listen: str = Field(
+        "127.0.0.1:8091",
+        description="IP:port of the admin HTTP API ([IPv6]:port for IPv6).",
+    )
+    admin_token: str | None = Field(
+        None,
+        description="Bearer token required by the admin API. Unset or empty: no token.",
+    )
+    log_level: str = Field(
+        "INFO", description="Log level: DEBUG, INFO, WARNING, ERROR or CRITICAL."
+    )
+    server_header: str = Field(
+        "pks-sip-proxy",
+        description="Server/User-Agent value on responses we generate; empty to omit it.",
+    )
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise ConfigError(_explain(exc, os.environ.get(CONFIG_FILE_VAR))) from None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = os.environ.get(CONFIG_FILE_VAR)
+        if not path:
+            return init_settings, env_settings
+        return init_settings, env_settings, _toml_source(settings_cls, path)
+
+    # --- validators ---
+
+    @field_validator("listen", "failover_codes", mode="before")
+    @classmethod
+    def _join_list(cls, value: object) -> object:
+        if isinstance(value, list | tuple):
+            return ",".join(str(item) for item in value)
+        return value
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+    @field_validator("failover_codes")
+    @classmethod
+    def _check_failover_codes(cls, value: str) -> str:
+        _codes(value)
+        return value
+
+    @field_validator("default_socket", "admin_token")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+    @field_validator("default_socket")
+    @classmethod
+    def _check_default_socket(cls, value: str | None, info: ValidationInfo) -> str | None:
+        listen = info.data.get("listen")
+        if value is None or listen is None:
+            return value
+        names = dict.fromkeys(sock.name for sock in parse_listen(listen))
+        if value not in names:
+            raise ValueError(f"no listen socket named {value!r} (names: {', '.join(names)})")
+        return value
+
+    @field_validator("admin_listen")
+    @classmethod
+    def _check_admin_listen(cls, value: str) -> str:
+        _admin_address(value)
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {value!r}")
+        return level
+
+    @field_validator("server_header")
+    @classmethod
+    def _check_server_header(cls, value: str) -> str:
+        if any(ch in value for ch in "\r\n\0"):
+            raise ValueError("must be a single line")
+        return value.strip()
+
+    # --- parsed views, computed once ---
+
+    @cached_property
+    def sockets(self) -> tuple[SocketInfo, ...]:
+        """The listening sockets of ``listen``, in order."""
+        return parse_listen(self.listen)
+
+    @cached_property
+    def failover_code_set(self) -> frozenset[int]:
+        """The status codes of ``failover_codes``."""
+        return _codes(self.failover_codes)
+
+    @cached_property
+    def admin_address(self) -> Address:
+        """``admin_listen`` as an `Address`."""
+        return _admin_address(self.admin_listen)
+
+
+def _codes(text: str) -> frozenset[int]:
+    codes: set[int] = set()
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if not (item.isascii() and item.isdigit() and 300 <= int(item) <= 699):
+            raise ValueError(f"{item!r} is not a final status code from 300 to 699")
+        codes.add(int(item))
+    return frozenset(codes)
+
+
+def _admin_address(text: str) -> Address:
+    try:
+        host, port = _split_hostport(text.strip())
+        return Address(_ip(host), _port(port, allow_zero=False))
+    except ConfigError as exc:
+        raise ValueError(f"expected IP:port, {exc}") from None
+
+
+def _toml_source(settings_cls: type[BaseSettings], path: str) -> TomlConfigSettingsSource:
+    if not Path(path).is_file():
+        raise ConfigError(f"{CONFIG_FILE_VAR}: no such file: {path}")
+    try:
+        return TomlConfigSettingsSource(settings_cls, toml_file=path)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{CONFIG_FILE_VAR}: cannot read {path}: {exc}") from None
+
+
+def _explain(exc: ValidationError, config_file: str | None) -> str:
+    """One message for all errors, each naming the variable (or file key) that holds the value."""
+    env_names = {name.upper() for name in os.environ}
+    problems = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        variable = f"{ENV_PREFIX}{field.upper()}"
+        if config_file and variable not in env_names:
+            variable = f"{field!r} in {config_file}"
+        if error["type"] == "extra_forbidden":
+            problems.append(f"{variable}: unknown setting")
+            continue
+        cause = (error.get("ctx") or {}).get("error")
+        if isinstance(cause, Exception):  # our own validators already quote the bad value
+            problems.append(f"{variable}: {cause}")
+        else:
+            problems.append(f"{variable}: {error['msg']} (got {_shown(error.get('input'))})")
+    return "; ".join(problems)
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,115 @@
+"""Step ① in and out: `Transport`, the whole I/O edge of the proxy behind four calls.
+
+``start`` opens every configured socket and from then on calls ``on_message(data, inbound)`` for
+each received message; ``send`` carries out the proxy's `Send` effects; ``on_send_error(send,
+reason)`` reports those that could not be done (the proxy fails the branch over); ``close``
+stops everything. The proxy core never sees a socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from pks.net import Proto, Send, SocketInfo
+from pks.transport.callbacks import MessageHandler, SendErrorHandler
+from pks.transport.listen import open_tcp, open_udp
+from pks.transport.send import Sender
+from pks.transport.tcp import ConnectionTable
+from pks.transport.udp import UdpEndpoint
+
+__all__ = ["Transport"]
+
+
+class Transport:
+    """Our UDP sockets, TCP listeners and TCP connections.
+
+    ``tcp_idle_timeout`` and ``max_message_size`` come from `pks.config.Settings`;
+    ``connect_timeout`` bounds an outgoing TCP connect before its sends are reported failed.
+    After `start`, ``bound`` lists the listening sockets in configuration order with their
+    real ports (a configured port 0 is replaced by the one the system picked).
+    """
+
+    def __init__(
+        self,
+        *,
+        tcp_idle_timeout: float = 120.0,
+        max_message_size: int = 65535,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        self.bound: list[SocketInfo] = []
+        self._idle_timeout = tcp_idle_timeout
+        self._max_message_size = max_message_size
+        self._connect_timeout = connect_timeout
+        self._endpoints: list[UdpEndpoint] = []
+        self._servers: list[asyncio.Server] = []
+        self._table: ConnectionTable | None = None
+        self._sender: Sender | None = None
+
+    async def start(
+        self,
+        sockets: Sequence[SocketInfo],
+        on_message: MessageHandler,
+        on_send_error: SendErrorHandler,
+    ) -> None:
+        """Bind every socket (all or none: on failure the ones opened are closed again)."""
+        table = ConnectionTable(
+            on_message,
+            on_send_error,
+            idle_timeout=self._idle_timeout,
+            max_message_size=self._max_message_size,
+        )
+        sender = Sender(table, self._connect_timeout)
+        self._table, self._sender = table, sender
+        try:
+            for info in sockets:
+                if info.proto is Proto.UDP:
+                    endpoint = await open_udp(
+                        info, on_message, on_send_error, self._max_message_size
+                    )
+                    self._endpoints.append(endpoint)
+                    sender.add_udp(info, endpoint)
+                    self.bound.append(endpoint.socket)
+                else:
+                    server, bound = await open_tcp(info, table)
+                    self._servers.append(server)
+                    sender.add_tcp(info, bound)
+                    self.bound.append(bound)
+        except BaseException:
+            await self.close()
+            raise
+
+    def send(self, effect: Send) -> None:
+        """Carry out a `Send` effect; failures are reported to ``on_send_error``, not raised.
+
+        Calling it before `start` or after `close` is a programming error (RuntimeError).
+        """
+        if self._sender is None:
+            raise RuntimeError("Transport.send() outside start() ... close()")
+        self._sender.send(effect)
+
+    def sockets_by_name(self, name: str, proto: Proto | None = None) -> tuple[SocketInfo, ...]:
+        """The bound sockets called ``name`` (of protocol ``proto`` when given), in order."""
+        return tuple(
+            info
+            for info in self.bound
+            if info.name == name and (proto is None or info.proto is proto)
+        )
+
+    async def close(self) -> None:
+        """Stop listening, close every connection and socket; queued TCP sends are dropped."""
+        for server in self._servers:
+            server.close()
+        if self._sender is not None:
+            await self._sender.close()
+        if self._table is not None:
+            self._table.close_all()
+        self._sender = self._table = None
+        for endpoint in self._endpoints:
+            endpoint.close()
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+        self._endpoints.clear()
+        self.bound.clear()
+        await asyncio.sleep(0)  # let the transports run their connection_lost callbacks
