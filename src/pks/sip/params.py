@@ -55,7 +55,7 @@ def parse_params(text: str) -> Params:
     for part in split_top(text, ";"):
         name, eq, value = part.partition("=")
         name = name.strip()
-        if not name or any(c in name for c in " \t\"<>,"):
+        if not name or any(c in name for c in ' \t"<>,'):
             raise ParseError(f"bad parameter {part.strip()!r}")
         out.append((name.lower(), value.strip() if eq else None))
     return tuple(out)

@@ -91,6 +91,16 @@ def _content_length(headers: list[Header]) -> int | None:
     return value
 
 
+def _partial_request(first: bytes, head: bytes) -> Message | None:
+    """What a 400/505 reply needs when the request line itself is bad."""
+    try:
+        headers = _split_headers(head)
+    except ParseError:
+        return None
+    method = first.split(b" ", 1)[0].decode("latin-1")
+    return Message(first, headers, b"", method=method, ruri="")
+
+
 def parse(data: bytes, *, stream: bool = False) -> Message:
     """Parse one message. ``stream`` means TCP: the framer already cut it to size."""
     end = data.find(b"\r\n\r\n")
@@ -98,8 +108,13 @@ def parse(data: bytes, *, stream: bool = False) -> Message:
         raise ParseError("no empty line ends the header section")
     first_end = data.find(b"\r\n")
     first = data[:first_end]
-    fields = _start_line(first)
     head = data[first_end + 2 : end] if first_end < end else b""
+    try:
+        fields = _start_line(first)
+    except ParseError as exc:
+        if not first.startswith(b"SIP/"):
+            exc.partial = _partial_request(first, head)
+        raise
     headers = _split_headers(head)
     msg = Message(first, headers, b"", **fields)  # type: ignore[arg-type]
     try:

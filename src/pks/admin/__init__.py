@@ -1,0 +1,1 @@
+"""Beside the data path: operating a live proxy (HTTP API, kamcmd-style RPC)."""

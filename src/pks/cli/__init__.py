@@ -1,0 +1,1 @@
+"""Beside the data path: the ``pks`` command."""
