@@ -27,6 +27,7 @@ from pks.forward.hop import ack_for, cancel_for
 from pks.forward.nat import add_contact_alias, fix_top_via, reply_address
 from pks.forward.request import DIALOG_CREATING, decrement_max_forwards, for_branch, via_value
 from pks.forward.response import best, upstream_code
+from pks.health.state import GatewayStates
 from pks.net import Address, Inbound, Proto, Send, SocketInfo
 from pks.route import Drop, Forward, Reply, authorize, route
 from pks.route.decision import Target
@@ -94,6 +95,7 @@ class Proxy:
         self.config = config
         self.snapshot = snapshot
         self.stats: Counter[str] = Counter()
+        self.gateways = GatewayStates()
         self._servers: dict[Key, ServerCtx | LocalServer] = {}
         self._branches: dict[Key, Branch] = {}
         self._heap: list[tuple[float, int, Holder]] = []
@@ -202,7 +204,8 @@ class Proxy:
             self._reply(msg, inbound, 483, "Too Many Hops", out)
             return
         user = uri.user_decoded if uri.is_sip else None
-        decision = route(snap, src.host, src.port, user)
+        usable = self.gateways.is_usable if self.gateways else None
+        decision = route(snap, src.host, src.port, user, usable)
         if isinstance(decision, Drop):
             log.info("drop %s from %s: %s", msg.method, src, decision.log)
         elif isinstance(decision, Reply):

@@ -80,38 +80,61 @@ def test_retransmitted_invite_reaches_callee_once() -> None:
     assert statuses(again, CARRIER) == [100]
 
 
+def gateway_order(sends: list) -> tuple[Address, Address]:
+    """Set 21 is [gw2, gw1] (equal priorities: reverse load order, as Kamailio)."""
+    one = GW1 if msgs(sends, GW1) else GW2
+    return one, (GW2 if one == GW1 else GW1)
+
+
 def test_failover_on_silence_then_on_503() -> None:
     net = Net.make(fr_timer=2.0)
-    first_try = first(net.deliver(invite(OFFNET, PBX), PBX), GW1)
+    out = net.deliver(invite(OFFNET, PBX), PBX)
+    gw_a, gw_b = gateway_order(out)
+    first_try = first(out, gw_a)
     assert first_try.method == "INVITE"
     later = net.advance(2.5)
-    second = first(later, GW2)
+    second = first(later, gw_b)
     assert second.method == "INVITE" and second.top_via.branch != first_try.top_via.branch
-    final = net.deliver(answer(second, 503, "Service Unavailable"), GW2)
-    assert statuses(final, PBX) == [500]  # RFC 3261 §16.7: 503 is not passed upstream
-    assert first(final, GW2).method == "ACK"
+    final = net.deliver(answer(second, 503, "Service Unavailable"), gw_b)
+    # Best of (408 by timeout, 503): the lower class wins (RFC 3261 §16.7 step 6).
+    assert statuses(final, PBX) == [408]
+    assert first(final, gw_b).method == "ACK"
+
+
+def test_every_gateway_503_gives_500_upstream() -> None:
+    net = Net.make()
+    out = net.deliver(invite(OFFNET, PBX), PBX)
+    gw_a, gw_b = gateway_order(out)
+    fwd2 = first(net.deliver(answer(first(out, gw_a), 503, "Down"), gw_a), gw_b)
+    out = net.deliver(answer(fwd2, 503, "Down"), gw_b)
+    assert statuses(out, PBX) == [500]  # a proxy never passes 503 upstream
 
 
 def test_round_robin_alternates() -> None:
     net = Net.make()
     a = net.deliver(invite(OFFNET, PBX, call_id="a", branch="z9hG4bKa"), PBX)
     b = net.deliver(invite(OFFNET, PBX, call_id="b", branch="z9hG4bKb"), PBX)
-    assert msgs(a, GW1) and msgs(b, GW2)
+    c = net.deliver(invite(OFFNET, PBX, call_id="c", branch="z9hG4bKc"), PBX)
+    one, two = gateway_order(a)
+    assert msgs(b, two) and not msgs(b, one)
+    assert msgs(c, one) and not msgs(c, two)
 
 
 def test_486_is_relayed_without_failover() -> None:
     net = Net.make()
-    fwd = first(net.deliver(invite(OFFNET, PBX), PBX), GW1)
-    out = net.deliver(answer(fwd, 486, "Busy Here"), GW1)
+    out = net.deliver(invite(OFFNET, PBX), PBX)
+    gw_a, gw_b = gateway_order(out)
+    out = net.deliver(answer(first(out, gw_a), 486, "Busy Here"), gw_a)
     assert statuses(out, PBX) == [486]
-    assert msgs(out, GW2) == []
+    assert msgs(out, gw_b) == []
 
 
 def test_all_gateways_fail_best_response() -> None:
     net = Net.make()
-    fwd1 = first(net.deliver(invite(OFFNET, PBX), PBX), GW1)
-    fwd2 = first(net.deliver(answer(fwd1, 503, "Down"), GW1), GW2)
-    out = net.deliver(answer(fwd2, 408, "Request Timeout"), GW2)
+    out = net.deliver(invite(OFFNET, PBX), PBX)
+    gw_a, gw_b = gateway_order(out)
+    fwd2 = first(net.deliver(answer(first(out, gw_a), 503, "Down"), gw_a), gw_b)
+    out = net.deliver(answer(fwd2, 408, "Request Timeout"), gw_b)
     assert statuses(out, PBX) == [408]
 
 

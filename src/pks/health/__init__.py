@@ -1,0 +1,1 @@
+"""Beside the data path: gateway run-time state (operator set_state, probing)."""
