@@ -1,0 +1,72 @@
+"""Step ⑤ output: what the router decided for one new request.
+
+``route()`` returns exactly one of :class:`Forward` (relay to ``targets`` in order: the
+round-robin choice first, then the failover order), :class:`Reply` (answer statelessly with
+``code``/``reason``) or :class:`Drop` (ignore silently). ``log`` is one human-readable line
+naming the cause, for the proxy's log and counters. Plain frozen values, no behaviour.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pks.net import Proto
+
+__all__ = ["Decision", "Drop", "Forward", "Peer", "Reply", "Target"]
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """Who sent the request: the matching ``address`` row's group and tag (gateway id)."""
+
+    grp: int
+    tag: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One gateway of a ``dispatcher`` set, resolved at snapshot build time.
+
+    ``uri`` is the destination as stored (after Kamailio's ``sip:`` fix-up); ``host`` is the
+    IP literal to send to (IPv6 without brackets); ``socket_name`` is the listening socket to
+    send from (attrs ``sockname=``/``socketname=``), None for the default; ``attrs`` is the
+    row's raw attrs string.
+    """
+
+    uri: str
+    host: str
+    port: int
+    proto: Proto
+    socket_name: str | None
+    setid: int
+    attrs: str
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """Relay the request: ``targets[0]`` now, the others in order on failure."""
+
+    peer: Peer
+    dpid: int
+    rule_id: int
+    setid: int
+    targets: tuple[Target, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Answer the request with a final response and do not relay it."""
+
+    code: int
+    reason: str
+    log: str
+
+
+@dataclass(frozen=True, slots=True)
+class Drop:
+    """Ignore the request: no reply at all."""
+
+    log: str
+
+
+Decision = Forward | Reply | Drop

@@ -1,0 +1,61 @@
+"""Snapshot input: one frozen value per row of Kamailio's ``address``, ``dialplan`` and
+``dispatcher`` tables, typed but not yet validated.
+
+Produced by ``pks.db.load`` (or by tests and admin tools), consumed by
+``pks.route.snapshot.build_snapshot``, which checks meaning (groups, masks, regexes, URIs).
+Values keep the database's spelling: strings are not stripped, NULL ``tag`` stays ``None``.
+Kept free of SQLAlchemy so that the routing core never imports the database layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class AddressRow:
+    """A row of ``address`` (permissions module, table version 6)."""
+
+    id: int
+    grp: int
+    ip_addr: str
+    mask: int
+    port: int
+    tag: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DialplanRow:
+    """A row of ``dialplan`` (dialplan module, table version 2)."""
+
+    id: int
+    dpid: int
+    pr: int
+    match_op: int
+    match_exp: str
+    match_len: int
+    subst_exp: str
+    repl_exp: str
+    attrs: str
+
+
+@dataclass(frozen=True, slots=True)
+class DispatcherRow:
+    """A row of ``dispatcher`` (dispatcher module, table version 4; NULL attrs read as '')."""
+
+    id: int
+    setid: int
+    destination: str
+    flags: int
+    priority: int
+    attrs: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class TableRows:
+    """Everything a snapshot is built from, each table in load order (``ORDER BY id``)."""
+
+    address: tuple[AddressRow, ...] = ()
+    dialplan: tuple[DialplanRow, ...] = ()
+    dispatcher: tuple[DispatcherRow, ...] = ()

@@ -1,0 +1,142 @@
+"""Beside the data path: table rows → one immutable, validated routing :class:`Snapshot`.
+
+``build_snapshot`` runs off the event loop (it may resolve gateway host names) whenever the
+tables are (re)loaded; the server then swaps its snapshot reference in one assignment, so
+in-flight requests keep the snapshot they started with. Validation follows Kamailio's load
+rules per table (see :mod:`~pks.route.authorize`, :mod:`~pks.route.lookup`,
+:mod:`~pks.route.dispatch`) with one difference: every bad row of every table is reported
+at once, in one :class:`SnapshotError`, and nothing is built — the old snapshot stays.
+
+A snapshot owns one mutable thing, the dispatcher round-robin counters (:class:`RoundRobin`):
+a reload builds a new snapshot and so resets them, like Kamailio's ``dispatcher.reload``.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+
+from pks.route.authorize import AddressEntry, AddressTable, compile_address
+from pks.route.dispatch import (
+    DispatcherSet,
+    DispatcherTable,
+    Resolver,
+    RoundRobin,
+    compile_dispatcher,
+)
+from pks.route.lookup import DialplanRule, DialplanTable, compile_dialplan
+from pks.route.rows import TableRows
+
+__all__ = ["Snapshot", "SnapshotError", "SnapshotSummary", "build_snapshot", "resolve_host"]
+
+
+class SnapshotError(ValueError):
+    """The rows cannot be routed with; ``problems`` lists one line per bad row and reason."""
+
+    def __init__(self, problems: Sequence[str] | str) -> None:
+        lines = (problems,) if isinstance(problems, str) else tuple(problems)
+        super().__init__("\n".join(lines))
+        self.problems = lines
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotSummary:
+    """Counts for status output; ``built_at`` is the ``now`` the build was given, if any."""
+
+    built_at: float | None
+    addresses: int
+    subnets: int
+    domains: int
+    dpids: int
+    rules: int
+    sets: int
+    destinations: int
+
+    def __str__(self) -> str:
+        return (
+            f"{self.addresses} addresses, {self.subnets} subnets, {self.domains} domains;"
+            f" {self.rules} dialplan rules in {self.dpids} dpids;"
+            f" {self.destinations} gateways in {self.sets} sets"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Compiled ``address``, ``dialplan`` and ``dispatcher`` tables, read by ``route()``."""
+
+    address: AddressTable
+    dialplan: DialplanTable
+    dispatcher: DispatcherTable
+    built_at: float | None = None
+    rr: RoundRobin = field(default_factory=RoundRobin, compare=False, repr=False)
+
+    def summary(self) -> SnapshotSummary:
+        """Table counts and build time, for status output and logs."""
+        return SnapshotSummary(
+            built_at=self.built_at,
+            addresses=len(self.address.exact_entries),
+            subnets=len(self.address.subnet_entries),
+            domains=len(self.address.domain_entries),
+            dpids=len(self.dialplan.dpids),
+            rules=self.dialplan.rule_count,
+            sets=len(self.dispatcher.sets),
+            destinations=self.dispatcher.destination_count,
+        )
+
+    # -- dumps for the admin RPCs (typed values; the RPC layer formats them) ----------------
+
+    def address_dump(self) -> tuple[AddressEntry, ...]:
+        """Exact (/32, /128) entries in load order (the last of duplicates wins)."""
+        return self.address.exact_entries
+
+    def subnet_dump(self) -> tuple[AddressEntry, ...]:
+        """Subnet entries in matching order (``grp`` ascending, then load order)."""
+        return self.address.subnet_entries
+
+    def domain_dump(self) -> tuple[AddressEntry, ...]:
+        """Host-name entries (never used for source checks)."""
+        return self.address.domain_entries
+
+    def dialplan_dpids(self) -> tuple[int, ...]:
+        return tuple(sorted(self.dialplan.dpids))
+
+    def dialplan_dump(self, dpid: int) -> tuple[DialplanRule, ...] | None:
+        """A dpid's rules in evaluation order, None for an unknown dpid."""
+        return self.dialplan.rules(dpid)
+
+    def dispatcher_sets(self) -> tuple[DispatcherSet, ...]:
+        """Every set, by set id, each in selection order."""
+        return tuple(self.dispatcher.sets.values())
+
+
+def resolve_host(name: str) -> str:
+    """The first IPv4 address of ``name`` (else its first IPv6 address), via getaddrinfo."""
+    infos = socket.getaddrinfo(name, None, type=socket.SOCK_DGRAM)
+    for family in (socket.AF_INET, socket.AF_INET6):
+        for info in infos:
+            if info[0] == family:
+                return str(info[4][0]).split("%", 1)[0]
+    raise OSError(f"no IPv4 or IPv6 address for {name}")
+
+
+def build_snapshot(
+    rows: TableRows,
+    *,
+    now: float | None = None,
+    resolve: Resolver = resolve_host,
+    sockets: Collection[str] | None = None,
+) -> Snapshot:
+    """Validate and compile every table; raise :class:`SnapshotError` naming each bad row.
+
+    ``now`` is recorded as ``built_at``. ``resolve`` turns gateway host names into IP
+    literals (blocking: call this off the event loop). ``sockets``, when given, are our
+    socket names: a gateway naming another one fails the build.
+    """
+    address, address_errors = compile_address(rows.address)
+    dialplan, dialplan_errors = compile_dialplan(rows.dialplan)
+    dispatcher, dispatcher_errors = compile_dispatcher(rows.dispatcher, resolve, sockets)
+    problems = address_errors + dialplan_errors + dispatcher_errors
+    if problems:
+        raise SnapshotError(problems)
+    return Snapshot(address, dialplan, dispatcher, built_at=now)
