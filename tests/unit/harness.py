@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pks.route.snapshot import build_snapshot
-
 from pks.net import Address, Inbound, Proto, Send, SocketInfo
 from pks.proxy import CoreConfig, Proxy
 from pks.route.rows import AddressRow, DialplanRow, DispatcherRow, TableRows
+from pks.route.snapshot import build_snapshot
 from pks.sip import Message, parse
 
 PUBLIC = SocketInfo("public", Proto.UDP, "127.0.0.10", 5060)
