@@ -1,0 +1,154 @@
+"""The real server in-process: sockets on loopback, SQLite, reload by API/CLI/SIGHUP semantics."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pks.config import Settings
+from pks.db.engine import ensure_schema, make_engine
+from pks.server import Server
+
+HOST = "127.0.0.41"
+PEER = "127.0.0.42"
+
+
+def free_port(host: str, kind: int = socket.SOCK_DGRAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def seed(db: Path) -> None:
+    ensure_schema(make_engine(f"sqlite:///{db}"))
+    con = sqlite3.connect(db)
+    con.execute(
+        "INSERT INTO address (grp, ip_addr, mask, port, tag) VALUES (2, ?, 32, 0, 'c')", (PEER,)
+    )
+    con.execute(
+        "INSERT INTO dialplan (dpid, pr, match_op, match_exp, match_len, subst_exp, repl_exp, attrs)"
+        " VALUES (1, 1, 1, '^33', 0, '', '', '7')"
+    )
+    con.execute("INSERT INTO dispatcher (setid, destination) VALUES (7, 'sip:127.0.0.43:5060')")
+    con.commit()
+    con.close()
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[Server]:
+    db = tmp_path / "pks.db"
+    seed(db)
+    port = free_port(HOST)
+    settings = Settings(
+        listen=f"udp:{HOST}:{port}",
+        db_url=f"sqlite:///{db}",
+        admin_listen=f"127.0.0.1:{free_port('127.0.0.1', socket.SOCK_STREAM)}",
+    )
+    srv = Server(settings)
+    await asyncio.wait_for(srv.start(), 10)
+    try:
+        yield srv
+    finally:
+        await srv.close()
+
+
+def options(port: int, branch: str) -> bytes:
+    return (
+        f"OPTIONS sip:{HOST}:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {PEER}:5999;branch={branch}\r\n"
+        f"From: <sip:mon@{PEER}>;tag=1\r\nTo: <sip:{HOST}>\r\nCall-ID: {branch}\r\n"
+        "CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+
+
+async def exchange(data: bytes, port: int) -> bytes:
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((PEER, 5999))
+        s.setblocking(False)
+        await loop.sock_sendto(s, data, (HOST, port))
+        return await asyncio.wait_for(loop.sock_recv(s, 65535), 5)
+
+
+async def test_options_to_the_proxy_gets_200_over_real_udp(server: Server) -> None:
+    port = server.settings.sockets[0].port
+    reply = await exchange(options(port, "z9hG4bKo1"), port)
+    assert reply.startswith(b"SIP/2.0 200 OK")
+
+
+async def test_bad_rule_rejects_reload_and_keeps_old_snapshot(
+    server: Server, tmp_path: Path
+) -> None:
+    before = server.snapshot
+    con = sqlite3.connect(tmp_path / "pks.db")
+    con.execute(
+        "INSERT INTO dialplan (id, dpid, pr, match_op, match_exp, match_len, subst_exp, repl_exp,"
+        " attrs) VALUES (99, 2, 1, 1, '+33[1-9][0-9]+$', 0, '', '', '7')"
+    )
+    con.commit()
+    result = await server.reload()
+    assert not result.ok and "dialplan" in result.message and "99" in result.message
+    assert server.snapshot is before
+    con.execute("UPDATE dialplan SET match_exp = '^\\+33' WHERE id = 99")
+    con.commit()
+    con.close()
+    result = await server.reload()
+    assert result.ok and server.snapshot is not before
+
+
+async def test_cli_reload_talks_to_the_admin_api(server: Server, tmp_path: Path) -> None:
+    env = {**os.environ, "PKS_ADMIN_LISTEN": server.settings.admin_listen}
+    before = server.snapshot
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pks", "reload", env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err
+    assert b"reloaded" in out
+    assert server.snapshot is not before
+    async with httpx.AsyncClient() as client:
+        status = await client.get(f"http://{server.settings.admin_listen}/status")
+    assert status.status_code == 200 and status.json()["routing_loaded"] is True
+
+
+def test_sighup_reloads_a_running_proxy(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    db = tmp_path / "pks.db"
+    seed(db)
+    log = tmp_path / "pks.log"
+    env = {
+        **os.environ,
+        "PKS_LISTEN": f"udp:{HOST}:{free_port(HOST)}",
+        "PKS_DB_URL": f"sqlite:///{db}",
+        "PKS_ADMIN_LISTEN": f"127.0.0.1:{free_port('127.0.0.1', socket.SOCK_STREAM)}",
+    }
+    with log.open("wb") as sink:
+        proc = subprocess.Popen([sys.executable, "-m", "pks", "run"], env=env, stderr=sink)
+    try:
+        for _ in range(200):
+            if b"pks: ready" in log.read_bytes() or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert b"pks: ready" in log.read_bytes(), log.read_text()
+        proc.send_signal(signal.SIGHUP)
+        for _ in range(200):
+            if b"reloaded:" in log.read_bytes():
+                break
+            time.sleep(0.05)
+        assert b"reloaded:" in log.read_bytes(), log.read_text()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert proc.returncode == 0
+    assert b"pks: stopped" in log.read_bytes()
