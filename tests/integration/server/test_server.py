@@ -35,8 +35,8 @@ def seed(db: Path) -> None:
         "INSERT INTO address (grp, ip_addr, mask, port, tag) VALUES (2, ?, 32, 0, 'c')", (PEER,)
     )
     con.execute(
-        "INSERT INTO dialplan (dpid, pr, match_op, match_exp, match_len, subst_exp, repl_exp, attrs)"
-        " VALUES (1, 1, 1, '^33', 0, '', '', '7')"
+        "INSERT INTO dialplan (dpid, pr, match_op, match_exp, match_len, subst_exp, repl_exp,"
+        " attrs) VALUES (1, 1, 1, '^33', 0, '', '', '7')"
     )
     con.execute("INSERT INTO dispatcher (setid, destination) VALUES (7, 'sip:127.0.0.43:5060')")
     con.commit()
