@@ -25,8 +25,13 @@ _PROTO_DIGIT = {Proto.UDP: "1", Proto.TCP: "2"}
 _DIGIT_PROTO = {"1": Proto.UDP, "2": Proto.TCP}
 
 
+_MAYBE_PRIVATE = ("10.", "172.", "192.", "100.")
+
+
 def is_private(host: str) -> bool:
     """RFC 1918 / RFC 6598 address (nathelper's test 1/4 list)."""
+    if not host.startswith(_MAYBE_PRIVATE):
+        return False
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:

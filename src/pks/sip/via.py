@@ -31,10 +31,8 @@ class Via:
     port: int | None
     params: Params
     text: str  # the value as written
-
-    @property
-    def branch(self) -> str | None:
-        return get_param(self.params, "branch")
+    branch: str | None  # from params, kept apart: every step reads it
+    has_rport: bool
 
     @property
     def received(self) -> str | None:
@@ -43,10 +41,6 @@ class Via:
     @property
     def maddr(self) -> str | None:
         return get_param(self.params, "maddr")
-
-    @property
-    def has_rport(self) -> bool:
-        return any(k == "rport" for k, _ in self.params)
 
     @property
     def rport(self) -> int | None:
@@ -77,4 +71,6 @@ def parse_via(text: str) -> Via:
     if port is not None and not 0 < port <= 65535:
         raise ParseError(f"Via port {port} out of range")
     params = parse_params(params_text) if params_text else ()
-    return Via(transport.upper(), host, port, params, text.strip())
+    branch = get_param(params, "branch")
+    has_rport = any(k == "rport" for k, _ in params)
+    return Via(transport.upper(), host, port, params, text.strip(), branch, has_rport)
