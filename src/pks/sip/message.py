@@ -184,7 +184,7 @@ class Message:
             if v is None:
                 raise ParseError("missing CSeq header")
             parts = v.split()
-            if len(parts) != 2 or not parts[0].isdigit():
+            if len(parts) != 2 or not (parts[0].isascii() and parts[0].isdigit()):
                 raise ParseError(f"malformed CSeq {v!r}")
             number = int(parts[0])
             if number > MAX_CSEQ:

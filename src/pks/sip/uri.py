@@ -101,7 +101,7 @@ def _parse_hostport(text: str) -> tuple[str, int | None]:
             raise ParseError(f"bad host {host!r} in URI")
     if not rest:
         return host, None
-    if not rest.startswith(":") or not rest[1:].isdigit() or len(rest) > 6:
+    if not rest.startswith(":") or not (rest[1:].isascii() and rest[1:].isdigit()) or len(rest) > 6:
         raise ParseError(f"bad port in URI host {text!r}")
     port = int(rest[1:])
     if port > 65535:

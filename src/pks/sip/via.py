@@ -45,7 +45,7 @@ class Via:
     @property
     def rport(self) -> int | None:
         v = get_param(self.params, "rport")
-        return int(v) if v and v.isdigit() else None
+        return int(v) if v and v.isascii() and v.isdigit() else None
 
     @property
     def host_bare(self) -> str:
