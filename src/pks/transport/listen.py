@@ -22,6 +22,8 @@ from pks.transport.udp import UdpEndpoint
 __all__ = ["open_tcp", "open_udp"]
 
 _BACKLOG = 1024
+# Room for bursts while the event loop is busy: the kernel caps it at net.core.rmem_max.
+_UDP_RCVBUF = 4 * 1024 * 1024
 
 
 def _bind(info: SocketInfo) -> tuple[socket.socket, SocketInfo]:
@@ -32,6 +34,8 @@ def _bind(info: SocketInfo) -> tuple[socket.socket, SocketInfo]:
     try:
         if kind == socket.SOCK_STREAM:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        else:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _UDP_RCVBUF)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((info.host, info.port))
