@@ -105,7 +105,9 @@ def take_ruri_alias(uri: Uri) -> tuple[Address, Proto, str] | None:
     if not value:
         return None
     parts = value.split("~")
-    if len(parts) != 3 or not (parts[1].isascii() and parts[1].isdigit()) or parts[2] not in _DIGIT_PROTO:
+    if len(parts) != 3 or parts[2] not in _DIGIT_PROTO:
+        return None
+    if not (parts[1].isascii() and parts[1].isdigit()):
         return None
     params = tuple(p for p in uri.params if p[0] != "alias")
     stripped = replace(uri, params=params)
