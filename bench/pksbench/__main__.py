@@ -171,9 +171,15 @@ def main() -> int:
     finally:
         procs.stop_all()
 
+    ceiling = next((r.max_cps for r in results if r.name == "direct"), None)
     for r in results:
         if r.name != "direct" and r.gateway_calls and min(r.gateway_calls.values()) == 0:
             notes.append(f"{r.label}: a gateway received no call — round robin not working")
+        if r.name != "direct" and ceiling and r.max_cps and r.max_cps >= 0.9 * ceiling:
+            notes.append(
+                f"{r.label}: its maximum is at the SIPp direct ceiling — bounded by the load"
+                " generator on this machine, not by the proxy."
+            )
     notes += standard_notes(plan, cores)
     written = report.write(RESULTS / mode, meta, about, results, sizes, notes)
     log("written: " + ", ".join(str(p.relative_to(BENCH.parent)) for p in written))
