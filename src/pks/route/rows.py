@@ -52,6 +52,29 @@ class DispatcherRow:
     description: str
 
 
+
+@dataclass(frozen=True, slots=True)
+class PeerRow:
+    """A row of our ``pks_peer`` table (a customer or provider; see ``pks.db.own``)."""
+
+    id: int
+    kind: str
+    name: str
+    tag: str
+    setid: int
+    socket: str | None = None
+    max_calls: int | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SetRow:
+    """A row of our ``pks_set`` table: a dispatcher set's algorithm override."""
+
+    setid: int
+    algorithm: str
+
+
 @dataclass(frozen=True, slots=True)
 class TableRows:
     """Everything a snapshot is built from, each table in load order (``ORDER BY id``)."""
@@ -59,3 +82,5 @@ class TableRows:
     address: tuple[AddressRow, ...] = ()
     dialplan: tuple[DialplanRow, ...] = ()
     dispatcher: tuple[DispatcherRow, ...] = ()
+    peers: tuple[PeerRow, ...] = ()
+    sets: tuple[SetRow, ...] = ()
