@@ -93,9 +93,10 @@ class Proxy:
     ) -> None:
         self.sockets = sockets
         self.config = config
-        self.snapshot = snapshot
         self.stats: Counter[str] = Counter()
         self.gateways = GatewayStates()
+        self._snapshot: Snapshot | None = None
+        self.snapshot = snapshot
         self._servers: dict[Key, ServerCtx | LocalServer] = {}
         self._branches: dict[Key, Branch] = {}
         self._heap: list[tuple[float, int, Holder]] = []
@@ -105,6 +106,16 @@ class Proxy:
         self._me = self._my_addresses(local_hosts)
 
     # ---- public API -----------------------------------------------------------------------
+    @property
+    def snapshot(self) -> Snapshot | None:
+        """The live routing snapshot; assigning one adopts its destinations' states."""
+        return self._snapshot
+
+    @snapshot.setter
+    def snapshot(self, snapshot: Snapshot | None) -> None:
+        self._snapshot = snapshot
+        self.gateways.sync(snapshot)
+
     def receive(self, data: bytes, inbound: Inbound, now: float) -> list[Send]:
         """One message from the transport → what to send."""
         out: list[Send] = []
@@ -204,7 +215,7 @@ class Proxy:
             self._reply(msg, inbound, 483, "Too Many Hops", out)
             return
         user = uri.user_decoded if uri.is_sip else None
-        usable = self.gateways.is_usable if self.gateways else None
+        usable = None if self.gateways.all_usable else self.gateways.is_usable
         decision = route(snap, src.host, src.port, user, usable)
         if isinstance(decision, Drop):
             log.info("drop %s from %s: %s", msg.method, src, decision.log)
