@@ -52,7 +52,6 @@ class DispatcherRow:
     description: str
 
 
-
 @dataclass(frozen=True, slots=True)
 class PeerRow:
     """A row of our ``pks_peer`` table (a customer or provider; see ``pks.db.own``)."""
