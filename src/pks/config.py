@@ -31,7 +31,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from pks.health.probe import AliveCodes, ProbeConfig
 from pks.net import Address, Proto, SocketInfo
+from pks.route.algorithms import parse_algorithm
 
 __all__ = ["ConfigError", "Settings", "parse_listen"]
 
@@ -182,6 +184,12 @@ class Settings(BaseSettings):
     - ``PKS_DEFAULT_SOCKET`` (unset): socket name used when a gateway names none.
     - ``PKS_ADMIN_LISTEN`` (``127.0.0.1:8091``), ``PKS_ADMIN_TOKEN`` (unset): the admin API.
     - ``PKS_LOG_LEVEL`` (``INFO``), ``PKS_SERVER_HEADER`` (``pks-sip-proxy``).
+    - ``PKS_DS_PING_INTERVAL`` (10 s), ``PKS_DS_PROBING_THRESHOLD`` (3),
+      ``PKS_DS_INACTIVE_THRESHOLD`` (2), ``PKS_DS_PROBING_MODE`` (``all``),
+      ``PKS_DS_PING_FROM``, ``PKS_DS_PING_REPLY_CODES``: gateway health probing.
+    - ``PKS_DISPATCHER_ALG`` (``round-robin``): default distribution algorithm.
+    - ``PKS_CALL_MAX_DURATION`` (14400 s): how long an answered call counts against limits
+      without a BYE.
     - ``PKS_CONFIG`` (unset): path of a TOML file holding any of the above; environment
       variables win over the file.
 
@@ -266,6 +274,44 @@ class Settings(BaseSettings):
         "pks-sip-proxy",
         description="Server/User-Agent value on responses we generate; empty to omit it.",
     )
+    ds_ping_interval: float = Field(
+        10.0,
+        ge=0,
+        description="Seconds between two rounds of OPTIONS keepalives to the gateways "
+        "(Kamailio's ds_ping_interval); 0 turns probing (and passive detection) off.",
+    )
+    ds_probing_threshold: int = Field(
+        3, ge=1, description="Failed probes in a row that make a gateway inactive."
+    )
+    ds_inactive_threshold: int = Field(
+        2, ge=1, description="Answered probes in a row that make an inactive gateway active."
+    )
+    ds_probing_mode: Literal["all", "inactive"] = Field(
+        "all",
+        description="Which gateways are probed: all (Kamailio ds_probing_mode 1) or only the "
+        "inactive ones (mode 2).",
+    )
+    ds_ping_from: str = Field(
+        "sip:pks@localhost",
+        description="From URI of keepalives (a gateway's ping_from= attr overrides it).",
+    )
+    ds_ping_reply_codes: str = Field(
+        "2xx,3xx,401,403,404,405,488",
+        description="Probe replies that prove a gateway alive: codes and classes (2xx), "
+        "comma-separated.",
+    )
+    dispatcher_alg: str = Field(
+        "round-robin",
+        description="Default distribution algorithm of dispatcher sets (name or Kamailio "
+        "number: round-robin 4, hash-callid 0, hash-from 1, hash-ruri 3, random 6, "
+        "priority 8, weighted 9, relative-weight 11); pks_set overrides it per set.",
+    )
+    call_max_duration: float = Field(
+        14400.0,
+        gt=0,
+        description="Seconds after which an answered call is no longer counted against "
+        "call limits if its BYE was never seen.",
+    )
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -288,6 +334,17 @@ class Settings(BaseSettings):
         return init_settings, env_settings, _toml_source(settings_cls, path)
 
     # --- validators ---
+
+    @field_validator("ds_ping_reply_codes")
+    @classmethod
+    def _check_reply_codes(cls, value: str) -> str:
+        AliveCodes.parse(value)
+        return value
+
+    @field_validator("dispatcher_alg")
+    @classmethod
+    def _check_alg(cls, value: str) -> str:
+        return parse_algorithm(value)
 
     @field_validator("listen", "failover_codes", mode="before")
     @classmethod
@@ -356,6 +413,17 @@ class Settings(BaseSettings):
     def failover_code_set(self) -> frozenset[int]:
         """The status codes of ``failover_codes``."""
         return _codes(self.failover_codes)
+
+    @cached_property
+    def probe_config(self) -> ProbeConfig:
+        """The probing settings for the proxy core (probe timeout = ``fr_timer``)."""
+        return ProbeConfig(
+            interval=self.ds_ping_interval,
+            timeout=self.fr_timer,
+            mode=self.ds_probing_mode,
+            ping_from=self.ds_ping_from,
+            alive=AliveCodes.parse(self.ds_ping_reply_codes),
+        )
 
     @cached_property
     def admin_address(self) -> Address:

@@ -21,13 +21,15 @@ import secrets
 from collections import Counter
 from dataclasses import dataclass, field
 
+from pks.forward.calls import CallTable
 from pks.forward.context import Branch, LocalServer, ServerCtx
 from pks.forward.dialog import NextHop, loose_route
 from pks.forward.hop import ack_for, cancel_for
 from pks.forward.nat import add_contact_alias, fix_top_via, reply_address
 from pks.forward.request import DIALOG_CREATING, decrement_max_forwards, for_branch, via_value
 from pks.forward.response import best, upstream_code
-from pks.health.state import GatewayStates
+from pks.health.probe import ProbeConfig, ProbeSchedule, probe_request, wants_probe
+from pks.health.state import DestState, GatewayStates
 from pks.net import Address, Inbound, Proto, Send, SocketInfo
 from pks.route import Drop, Forward, Reply, authorize, route
 from pks.route.decision import Target
@@ -63,7 +65,7 @@ SCANNERS = (
     b"sundayddr",
     b"smap",
 )
-Holder = ServerCtx | Branch | LocalServer
+Holder = ServerCtx | Branch | LocalServer | ProbeSchedule | CallTable
 Key = tuple[str, ...]
 
 
@@ -79,6 +81,10 @@ class CoreConfig:
     server_header: str = "pks-sip-proxy"
     default_socket: str | None = None
     timers: Timers = field(default_factory=Timers)
+    probe: ProbeConfig = field(default_factory=lambda: ProbeConfig(interval=0.0))
+    probing_threshold: int = 3
+    inactive_threshold: int = 2
+    call_max_duration: float = 14400.0
 
 
 class Proxy:
@@ -94,7 +100,10 @@ class Proxy:
         self.sockets = sockets
         self.config = config
         self.stats: Counter[str] = Counter()
-        self.gateways = GatewayStates()
+        self.gateways = GatewayStates(config.probing_threshold, config.inactive_threshold)
+        self.prober = ProbeSchedule(config.probe)
+        self.calls = CallTable(self.gateways, config.call_max_duration)
+        self.wall_offset = 0.0  # wall-clock time - ``now`` (the server sets it), for displays
         self._snapshot: Snapshot | None = None
         self.snapshot = snapshot
         self._servers: dict[Key, ServerCtx | LocalServer] = {}
@@ -133,6 +142,28 @@ class Proxy:
             log.info("drop message from %s: %s", inbound.source, exc.reason)
         return out
 
+    def start(self, now: float) -> list[Send]:
+        """Begin the periodic work (the first probe round is due at once)."""
+        self.prober.start(now)
+        self._arm(self.prober)
+        return []
+
+    def limit_counts(self) -> dict[str, object]:
+        """Calls counted against limits: per source peer tag and per gateway."""
+        snap = self._snapshot
+        limits = snap.peer_limits if snap is not None else {}
+        return {
+            "calls": len(self.calls),
+            "peers": {
+                tag: {"calls": self.calls.by_peer.get(tag, 0), "max_calls": limits.get(tag)}
+                for tag in sorted(set(self.calls.by_peer) | set(limits))
+            },
+            "gateways": [
+                {"setid": key[0], "uri": key[1], "socket": key[2], "calls": load}
+                for key, load in self.gateways.loads()
+            ],
+        }
+
     def on_timer(self, now: float) -> list[Send]:
         """Fire every timer due at ``now``."""
         out: list[Send] = []
@@ -142,6 +173,8 @@ class Proxy:
             if self._armed.get(id(holder)) != when:
                 continue
             del self._armed[id(holder)]
+            if isinstance(holder, Branch) and self._branches.get(holder.key) is not holder:
+                continue  # abandoned (an expired probe)
             due = holder.deadline()
             if due is not None and due <= now:
                 self._fire(holder, now, out)
@@ -216,7 +249,15 @@ class Proxy:
             return
         user = uri.user_decoded if uri.is_sip else None
         usable = None if self.gateways.all_usable else self.gateways.is_usable
-        decision = route(snap, src.host, src.port, user, usable)
+
+        def hash_key(alg: str) -> str | None:
+            if alg == "hash-callid":
+                return msg.call_id
+            if alg == "hash-from":
+                return msg.from_.uri.user
+            return user
+
+        decision = self._limit(snap, route(snap, src.host, src.port, user, usable, hash_key))
         if isinstance(decision, Drop):
             log.info("drop %s from %s: %s", msg.method, src, decision.log)
         elif isinstance(decision, Reply):
@@ -228,7 +269,19 @@ class Proxy:
             ctx = self._open(msg, key, inbound, base, decision.targets, now)
             ctx.record_route = msg.method in DIALOG_CREATING
             ctx.label = f"{msg.method} {user} from {src} (set {decision.setid})"
+            if msg.method == "INVITE":
+                ctx.call = self.calls.open(msg.call_id, msg.from_tag or "", decision.peer.tag)
             self._start(ctx, now, out)
+
+    def _limit(self, snap: Snapshot, decision: Forward | Reply | Drop) -> Forward | Reply | Drop:
+        """A source peer at its ``max_calls`` gets 503 for a new call."""
+        if not isinstance(decision, Forward) or not snap.peer_limits:
+            return decision
+        tag = decision.peer.tag
+        limit = snap.peer_limits.get(tag) if tag is not None else None
+        if limit is not None and self.calls.peer_count(tag) >= limit:
+            return Reply(503, "Service Unavailable", f"peer {tag} is at its {limit} calls")
+        return decision
 
     def _in_dialog(
         self, msg: Message, key: Key, inbound: Inbound, now: float, out: list[Send]
@@ -236,6 +289,8 @@ class Proxy:
         if msg.max_forwards == 0:
             self._reply(msg, inbound, 483, "Too Many Hops", out)
             return
+        if msg.method == "BYE":
+            self.calls.bye(msg.call_id, msg.from_tag, msg.to_tag)
         base = self._prepare(msg, inbound, initial=False)
         hop = loose_route(base, self._is_me)
         if isinstance(hop, str):
@@ -362,6 +417,8 @@ class Proxy:
         branch = Branch((branch_id, method), ctx, txn, sent, dest, target.proto, sock, target)
         self._branches[branch.key] = branch
         ctx.branch = branch
+        if ctx.call is not None:
+            self.calls.use(ctx.call, target)
         ctx.fr_deadline = now + self.config.fr_timer
         self._arm(ctx)
         log.debug("%s → %s via %s", ctx.label, dest, sock)
@@ -376,6 +433,9 @@ class Proxy:
         now: float,
         out: list[Send],
     ) -> None:
+        if branch.probe is not None:
+            self._probe_effects(branch, branch.probe, effects, msg, now, out)
+            return
         for effect in effects:
             if isinstance(effect, Transmit):
                 out.append(Send(effect.data, branch.dest, branch.socket))
@@ -432,6 +492,8 @@ class Proxy:
         branch.closed = True
         ctx.finals.append((code, None))
         log.info("%s: %s failed: %s", ctx.label, branch.dest, why)
+        if branch.target is not None and branch.target.setid and self.prober.config.interval:
+            self.gateways.call_failed(branch.target, why)
         if ctx.final_sent:
             return
         if not ctx.cancelled and ctx.branch is branch:
@@ -504,6 +566,90 @@ class Proxy:
         else:
             self._relay(ctx, msg, status, None, now, out)
 
+    def _call_final(self, ctx: ServerCtx, code: int, now: float) -> None:
+        call = ctx.call
+        if call is None:
+            return
+        if code < 300:
+            self.calls.answered(call, now)
+            self._arm(self.calls)
+        elif not call.answered:
+            self.calls.close(call)
+
+    # ---- keepalive probes ---------------------------------------------------------------------
+    def _probe_round(self, now: float, out: list[Send]) -> None:
+        prober = self.prober
+        for key, dest in prober.expired(now):
+            self._branches.pop(key, None)
+            self._probe_result(dest, 408, "Request Timeout", None, now)
+        if prober.round_due(now) and self.gateways.ping_active:
+            mode = prober.config.mode
+            for dest in self.gateways:
+                if wants_probe(dest, mode):
+                    self._send_probe(dest, now, out)
+
+    def _send_probe(self, dest: DestState, now: float, out: list[Send]) -> None:
+        target = dest.target
+        sock = self._pick_socket(target.socket_name, target.proto, None)
+        if sock is None:
+            self._probe_result(dest, 500, "Sending keepalive failed", None, now)
+            return
+        branch_id = f"{self._prefix}p{next(self._seq):x}"
+        data = probe_request(
+            target.uri,
+            sock,
+            dest.ping_from or self.prober.config.ping_from,
+            branch_id,
+            f"pks-ping-{next(self._seq):x}-{self._prefix[-6:]}",
+            secrets.token_hex(4),
+        )
+        txn = ClientNonInviteTransaction(
+            data, reliable=target.proto.reliable, timers=self.config.timers
+        )
+        dest_addr = Address(target.host, target.port)
+        branch = Branch((branch_id, "OPTIONS"), None, txn, parse(data), dest_addr,
+                        target.proto, sock, target, probe=dest)  # fmt: skip
+        self._branches[branch.key] = branch
+        dest.in_flight = True
+        self.prober.pending[branch.key] = (dest, now, now + self.prober.config.timeout)
+        self._arm(self.prober)
+        self._run_branch(branch, txn.start(now), None, None, now, out)
+
+    def _probe_effects(
+        self,
+        branch: Branch,
+        dest: DestState,
+        effects: list[Effect],
+        msg: Message | None,
+        now: float,
+        out: list[Send],
+    ) -> None:
+        for effect in effects:
+            if isinstance(effect, Transmit):
+                out.append(Send(effect.data, branch.dest, branch.socket))
+            elif isinstance(effect, Deliver) and effect.status >= 200 and msg is not None:
+                sent = self.prober.pending.pop(branch.key, None)
+                if sent is not None:
+                    rtt = (now - sent[1]) * 1000.0
+                    self._probe_result(dest, effect.status, msg.reason or "", rtt, now)
+            elif isinstance(effect, TimedOut | TransportFailed):
+                if self.prober.pending.pop(branch.key, None) is not None:
+                    failed = isinstance(effect, TransportFailed)
+                    code, reason = (500, "Sending keepalive failed") if failed else (
+                        408, "Request Timeout")  # fmt: skip
+                    self._probe_result(dest, code, reason, None, now)
+            elif isinstance(effect, Terminated):
+                self._branches.pop(branch.key, None)
+        if branch.key in self._branches:
+            self._arm(branch)
+
+    def _probe_result(
+        self, dest: DestState, code: int, reason: str, rtt_ms: float | None, now: float
+    ) -> None:
+        alive = rtt_ms is not None and code in self.prober.config.alive
+        self.gateways.probe_result(dest, code, reason, alive, rtt_ms, now + self.wall_offset)
+        self.stats["probes"] += 1
+
     # ---- responses ----------------------------------------------------------------------------
     def _response(self, msg: Message, inbound: Inbound, now: float, out: list[Send]) -> None:
         why = check_response(msg)
@@ -545,6 +691,7 @@ class Proxy:
             return
         if status >= 200:
             ctx.final_sent = True
+            self._call_final(ctx, code, now)
         self._server_effects(ctx, ctx.txn.send_response(code, data, now), out)
 
     def _stateless_response(self, msg: Message, out: list[Send]) -> None:
@@ -609,6 +756,7 @@ class Proxy:
         if final:
             ctx.final_sent = True
             self._stat_reply(code)
+            self._call_final(ctx, code, now)
         data = self._response_bytes(ctx.request, ctx.inbound, code, reason)
         self._server_effects(ctx, ctx.txn.send_response(code, data, now), out)
 
@@ -650,6 +798,13 @@ class Proxy:
         heapq.heappush(self._heap, (when, next(self._seq), holder))
 
     def _fire(self, holder: Holder, now: float, out: list[Send]) -> None:
+        if isinstance(holder, ProbeSchedule):
+            self._probe_round(now, out)
+            return
+        if isinstance(holder, CallTable):
+            if holder.expire(now):
+                log.info("call limits: answered calls without BYE expired")
+            return
         if isinstance(holder, Branch):
             if self._branches.get(holder.key) is holder:
                 self._run_branch(holder, holder.txn.on_timer(now), None, None, now, out)

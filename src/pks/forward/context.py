@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pks.forward.calls import Call
+from pks.health.state import DestState
 from pks.net import Address, Inbound, Proto, SocketInfo
 from pks.route.decision import Target
 from pks.sip import Message
@@ -46,6 +48,7 @@ class ServerCtx:
     fr_deadline: float | None = None
     record_route: bool = False
     forced_socket: SocketInfo | None = None  # in-dialog: second half of a double RR
+    call: Call | None = None  # initial INVITE: counted against call limits
     label: str = ""  # for logs: "INVITE 33123 from 10.0.0.1:5060"
 
     @property
@@ -74,6 +77,7 @@ class Branch:
     provisional: bool = False
     cancel_pending: bool = False
     closed: bool = False  # no longer the context's live branch (timed out, replaced)
+    probe: DestState | None = None  # a keepalive OPTIONS of ours (ctx is None)
 
     def deadline(self) -> float | None:
         return self.txn.next_deadline()

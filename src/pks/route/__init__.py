@@ -12,7 +12,8 @@ state touched is the snapshot's round-robin counters.
    group is not routable (**Drop**); no rule → **404**; the rule's attrs must be a set id,
    else **404**;
 4. dispatch (``dispatcher``): round-robin in that set, the others as failover; an unknown
-   set or no usable gateway → **404**; else **Forward**.
+   set → **404**; a set whose gateways are all inactive, disabled or full → **503** at once
+   (no timer wait); else **Forward**.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from pks.net import Address
 from pks.route.authorize import authorize
 from pks.route.decision import Decision, Drop, Forward, Peer, Reply, Target
-from pks.route.dispatch import select
+from pks.route.dispatch import HashKey, select
 from pks.route.lookup import DialplanMatch, lookup, translate
 from pks.route.rows import AddressRow, DialplanRow, DispatcherRow, TableRows
 from pks.route.snapshot import Snapshot, SnapshotError, build_snapshot
@@ -70,11 +71,13 @@ def route(
     src_port: int,
     ruri_user: str | None,
     is_usable: Callable[[Target], bool] | None = None,
+    hash_key: HashKey | None = None,
 ) -> Forward | Reply | Drop:
     """Decide what to do with a new request from ``src_ip``:``src_port`` for ``ruri_user``.
 
     ``ruri_user`` is the R-URI user part as written (not %-decoded), None when absent.
-    ``is_usable`` lets runtime gateway state exclude targets (see ``dispatch.select``).
+    ``is_usable`` lets runtime gateway state exclude targets and ``hash_key`` gives the
+    request values hashing algorithms use (see ``dispatch.select``).
     """
     peer = authorize(snapshot, src_ip, src_port)
     if peer is None:
@@ -97,9 +100,11 @@ def route(
         return Reply(
             404, "Not Found", f"rule {match.rule_id} attrs {match.attrs!r} is not a set id"
         )
-    targets = select(snapshot, setid, is_usable)
+    targets = select(snapshot, setid, is_usable, hash_key)
     if targets is None:
-        return Reply(404, "Not Found", f"set {setid} empty or missing")
+        return Reply(404, "Not Found", f"set {setid} does not exist")
+    if not targets:
+        return Reply(503, "Service Unavailable", f"no usable gateway in set {setid}")
     return Forward(peer, match.dpid, match.rule_id, setid, targets)
 
 

@@ -23,14 +23,16 @@ from __future__ import annotations
 
 import bisect
 import ipaddress
+import random
 import re
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pks.net import Proto
+from pks.route.algorithms import DEFAULT_ALGORITHM, parse_algorithm
 from pks.route.decision import Target
-from pks.route.rows import DispatcherRow
+from pks.route.rows import DispatcherRow, SetRow
 
 if TYPE_CHECKING:
     from pks.route.snapshot import Snapshot
@@ -46,6 +48,7 @@ __all__ = [
     "Resolver",
     "RoundRobin",
     "compile_dispatcher",
+    "ds_hash",
     "parse_attrs",
     "select",
 ]
@@ -55,6 +58,9 @@ FLAG_TRYING = 2
 FLAG_DISABLED = 4
 FLAG_PROBING = 8
 _SKIP = FLAG_INACTIVE | FLAG_DISABLED
+
+HashKey = Callable[[str], str | None]
+"""Algorithm name → the request value it hashes (Call-ID, From user, R-URI user)."""
 
 Resolver = Callable[[str], str]
 """Host name → IP literal; raises OSError (or ValueError) when the name does not resolve."""
@@ -98,6 +104,9 @@ class DispatcherSet:
     usable: tuple[int, ...]
     usable_targets: tuple[Target, ...]
     selectable: tuple[bool, ...]
+    algorithm: str = DEFAULT_ALGORITHM
+    weights: tuple[int, ...] = ()  # weight= per destination (alg 9), 0 = no share
+    rweights: tuple[int, ...] = ()  # rweight= per destination (alg 11)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,28 +121,67 @@ class DispatcherTable:
 
 
 class RoundRobin:
-    """Kamailio's per-set ``last`` counters; mutable, owned by one snapshot (reset on reload)."""
+    """Selection state, mutable, owned by one snapshot (reset on reload): Kamailio's per-set
+    ``last`` counters (round-robin), smooth weighted round-robin credits, and the random
+    generator of ``random``."""
 
-    __slots__ = ("last",)
+    __slots__ = ("credit", "last", "rng")
 
-    def __init__(self) -> None:
+    def __init__(self, seed: int | None = None) -> None:
         self.last: dict[int, int] = {}
+        self.credit: dict[int, list[int]] = {}
+        self.rng = random.Random(seed)
 
 
 def select(
-    snapshot: Snapshot, setid: int, is_usable: Callable[[Target], bool] | None = None
+    snapshot: Snapshot,
+    setid: int,
+    is_usable: Callable[[Target], bool] | None = None,
+    hash_key: HashKey | None = None,
 ) -> tuple[Target, ...] | None:
-    """Round-robin pick in set ``setid``: (chosen, failover…), or None if nothing is usable."""
+    """Pick in set ``setid`` by its algorithm: (chosen, failover…).
+
+    None when the set does not exist, ``()`` when it has no usable destination. The failover
+    order is always the other usable destinations in set order, after the chosen one.
+    """
     dset = snapshot.dispatcher.sets.get(setid)
     if dset is None:
         return None
+    alg = dset.algorithm
+    if alg == "round-robin":
+        return _round_robin(snapshot.rr, dset, is_usable)
     size = len(dset.targets)
-    last = snapshot.rr.last
+    ok = [
+        dset.selectable[i] and (is_usable is None or is_usable(dset.targets[i]))
+        for i in range(size)
+    ]
+    if not any(ok):
+        return ()
+    if alg == "priority":
+        start = 0
+    elif alg == "random":
+        start = snapshot.rr.rng.randrange(size)
+    elif alg in ("weighted", "relative-weight"):
+        start = _smooth_weighted(snapshot.rr, dset, ok)
+    else:  # hash-callid, hash-from, hash-ruri
+        key = hash_key(alg) if hash_key is not None else None
+        start = ds_hash((key or "").encode()) % size
+    order = [i for i in (*range(start, size), *range(start)) if ok[i]]
+    return tuple(dset.targets[i] for i in order)
+
+
+def _round_robin(
+    rr: RoundRobin, dset: DispatcherSet, is_usable: Callable[[Target], bool] | None
+) -> tuple[Target, ...]:
+    """Kamailio alg 4: the first usable at or after ``last``; ``last`` moves past it."""
+    setid = dset.setid
+    size = len(dset.targets)
+    last = rr.last
     start = last.get(setid, 0)
     if is_usable is None:
         usable = dset.usable
         if not usable:
-            return None
+            return ()
         pos = bisect.bisect_left(usable, start)
         if pos == len(usable):
             pos = 0
@@ -147,19 +195,83 @@ def select(
         if selectable[index] and is_usable(targets[index])
     ]
     if not order:
-        return None
+        return ()
     last[setid] = (order[0] + 1) % size
     return tuple(targets[index] for index in order)
 
 
+def _smooth_weighted(rr: RoundRobin, dset: DispatcherSet, ok: list[bool]) -> int:
+    """Smooth weighted round-robin (nginx): proportional even over a few calls.
+
+    ``weighted`` (alg 9) shares over every destination by ``weight=``; a share that falls on
+    an unusable one goes to the next usable one in set order (as Kamailio walks on).
+    ``relative-weight`` (alg 11) shares over the usable destinations only, by ``rweight=``.
+    With no weight at all, the first usable destination (priority order) is chosen.
+    """
+    relative = dset.algorithm == "relative-weight"
+    weights = dset.rweights if relative else dset.weights
+    live = [w if (ok[i] or not relative) else 0 for i, w in enumerate(weights)]
+    total = sum(live)
+    if total == 0:
+        return 0
+    credit = rr.credit.setdefault(dset.setid, [0] * len(weights))
+    best = -1
+    for i, weight in enumerate(live):
+        if weight:
+            credit[i] += weight
+            if best < 0 or credit[i] > credit[best]:
+                best = i
+    credit[best] -= total
+    return best
+
+
+def _sc(byte: int) -> int:
+    return byte - 256 if byte > 127 else byte  # C char is signed on x86
+
+
+def _hash_part(data: bytes) -> int:
+    h, i, n = 0, 0, len(data)
+    while i + 4 <= n:
+        v = ((_sc(data[i]) << 24) + (_sc(data[i + 1]) << 16) + (_sc(data[i + 2]) << 8)
+             + _sc(data[i + 3])) & 0xFFFFFFFF  # fmt: skip
+        h = (h + (v ^ (v >> 3))) & 0xFFFFFFFF
+        i += 4
+    v = 0
+    while i < n:
+        v = ((v << 8) + _sc(data[i])) & 0xFFFFFFFF
+        i += 1
+    return (h + (v ^ (v >> 3))) & 0xFFFFFFFF
+
+
+def ds_hash(first: bytes | None, second: bytes | None = None) -> int:
+    """Kamailio dispatcher's ``ds_get_hash`` (so a hash picks what Kamailio would pick)."""
+    h = 0
+    for part in (first, second):
+        if part is not None:
+            h = (h + _hash_part(part)) & 0xFFFFFFFF
+    h = (h + (h >> 11) + (h >> 13) + (h >> 23)) & 0xFFFFFFFF
+    return h or 1
+
+
 def compile_dispatcher(
-    rows: Iterable[DispatcherRow], resolve: Resolver, sockets: Collection[str] | None = None
+    rows: Iterable[DispatcherRow],
+    resolve: Resolver,
+    sockets: Collection[str] | None = None,
+    set_rows: Iterable[SetRow] = (),
+    algorithm: str = DEFAULT_ALGORITHM,
 ) -> tuple[DispatcherTable, list[str]]:
     """Validate and resolve ``dispatcher`` rows (load order); returns the table and errors.
 
     ``sockets`` is the set of our socket names; when given, an unknown socket name is an error.
+    ``set_rows`` override ``algorithm`` (the global default) per set.
     """
     errors: list[str] = []
+    algorithms: dict[int, str] = {}
+    for set_row in set_rows:
+        try:
+            algorithms[set_row.setid] = parse_algorithm(set_row.algorithm)
+        except ValueError as exc:
+            errors.append(f"pks_set setid {set_row.setid}: {exc}")
     resolved: dict[str, str] = {}
     members: dict[int, list[tuple[int, Destination]]] = {}
     for position, row in enumerate(rows):
@@ -180,8 +292,17 @@ def compile_dispatcher(
             usable=usable,
             usable_targets=tuple(targets[i] for i in usable),
             selectable=selectable,
+            algorithm=algorithms.get(setid, algorithm),
+            weights=tuple(_weight(d, "weight") for d in destinations),
+            rweights=tuple(_weight(d, "rweight") for d in destinations),
         )
     return DispatcherTable(sets), errors
+
+
+def _weight(dest: Destination, name: str) -> int:
+    """``weight=``/``rweight=`` as Kamailio reads it: 1–100, anything else 0 (no share)."""
+    value = dict(dest.attr_map).get(name, "")
+    return int(value) if value.isdigit() and 1 <= int(value) <= 100 else 0
 
 
 def parse_attrs(attrs: str) -> tuple[tuple[str, str], ...]:

@@ -17,6 +17,7 @@ import socket
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
+from pks.route.algorithms import DEFAULT_ALGORITHM
 from pks.route.authorize import AddressEntry, AddressTable, compile_address
 from pks.route.dispatch import (
     DispatcherSet,
@@ -69,6 +70,7 @@ class Snapshot:
     dialplan: DialplanTable
     dispatcher: DispatcherTable
     built_at: float | None = None
+    peer_limits: dict[str, int] = field(default_factory=dict, compare=False)
     rr: RoundRobin = field(default_factory=RoundRobin, compare=False, repr=False)
 
     def summary(self) -> SnapshotSummary:
@@ -126,17 +128,22 @@ def build_snapshot(
     now: float | None = None,
     resolve: Resolver = resolve_host,
     sockets: Collection[str] | None = None,
+    algorithm: str = DEFAULT_ALGORITHM,
 ) -> Snapshot:
     """Validate and compile every table; raise :class:`SnapshotError` naming each bad row.
 
     ``now`` is recorded as ``built_at``. ``resolve`` turns gateway host names into IP
     literals (blocking: call this off the event loop). ``sockets``, when given, are our
-    socket names: a gateway naming another one fails the build.
+    socket names: a gateway naming another one fails the build. ``algorithm`` is the
+    dispatcher algorithm of sets without a ``pks_set`` override.
     """
     address, address_errors = compile_address(rows.address)
     dialplan, dialplan_errors = compile_dialplan(rows.dialplan)
-    dispatcher, dispatcher_errors = compile_dispatcher(rows.dispatcher, resolve, sockets)
+    dispatcher, dispatcher_errors = compile_dispatcher(
+        rows.dispatcher, resolve, sockets, rows.sets, algorithm
+    )
     problems = address_errors + dialplan_errors + dispatcher_errors
     if problems:
         raise SnapshotError(problems)
-    return Snapshot(address, dialplan, dispatcher, built_at=now)
+    limits = {p.tag: p.max_calls for p in rows.peers if p.max_calls and p.max_calls > 0}
+    return Snapshot(address, dialplan, dispatcher, built_at=now, peer_limits=limits)

@@ -83,13 +83,15 @@ def test_attrs_that_is_not_a_set_id_gets_404(build) -> None:
     )
 
 
-def test_missing_or_unusable_set_gets_404(build) -> None:
+def test_missing_set_gets_404_and_unusable_set_503(build) -> None:
     address = (AddressRow(1, 2, "10.0.0.1", 32, 0, None),)
     dialplan = (DialplanRow(1, 1, 1, 1, "^1", 0, "", "", "7"),)
     snap = build(address, dialplan)
-    assert route(snap, "10.0.0.1", 5060, "1") == Reply(404, "Not Found", "set 7 empty or missing")
+    assert route(snap, "10.0.0.1", 5060, "1") == Reply(404, "Not Found", "set 7 does not exist")
     snap = build(address, dialplan, (DispatcherRow(1, 7, "sip:10.0.0.2", 4, 0, "", ""),))
-    assert route(snap, "10.0.0.1", 5060, "1") == Reply(404, "Not Found", "set 7 empty or missing")
+    assert route(snap, "10.0.0.1", 5060, "1") == Reply(
+        503, "Service Unavailable", "no usable gateway in set 7"
+    )
 
 
 def test_round_robin_and_failover_reach_the_decision(build) -> None:

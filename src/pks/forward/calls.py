@@ -1,0 +1,114 @@
+"""Calls in flight and answered, counted for limits (``maxload=`` per gateway, ``max_calls``
+per source peer).
+
+Sans-IO bookkeeping beside the transactions. A :class:`Call` opens when an initial INVITE is
+relayed: it counts against its source peer (address ``tag``) at once and against the gateway
+of the live branch (moved on failover). It closes when the INVITE ends without a 2xx, when a
+BYE of its dialog is seen (either direction), or — for an answered call whose BYE we never
+saw — ``max_duration`` seconds after the answer, so a lost BYE cannot leak a slot forever.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass
+
+from pks.health.state import GatewayStates
+from pks.route.decision import Target
+
+__all__ = ["Call", "CallTable"]
+
+
+@dataclass(slots=True, eq=False)
+class Call:
+    call_id: str
+    from_tag: str
+    peer: str | None  # the source's address tag (None: untagged source, not limited)
+    target: Target | None = None
+    answered: bool = False
+    open: bool = True
+    expires: float | None = None
+
+
+class CallTable:
+    """Open calls by (Call-ID, tag), with per-peer counts; gateway loads live in ``gateways``."""
+
+    __slots__ = ("_calls", "_expiry", "by_peer", "gateways", "max_duration")
+
+    def __init__(self, gateways: GatewayStates, max_duration: float = 14400.0) -> None:
+        self.gateways = gateways
+        self.max_duration = max_duration
+        self._calls: dict[tuple[str, str], Call] = {}
+        self._expiry: deque[Call] = deque()
+        self.by_peer: Counter[str] = Counter()
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def peer_count(self, peer: str | None) -> int:
+        return 0 if peer is None else self.by_peer[peer]
+
+    def open(self, call_id: str, from_tag: str, peer: str | None) -> Call:
+        call = Call(call_id, from_tag, peer)
+        previous = self._calls.get((call_id, from_tag))
+        if previous is not None:
+            self.close(previous)
+        self._calls[(call_id, from_tag)] = call
+        if peer is not None:
+            self.by_peer[peer] += 1
+        return call
+
+    def use(self, call: Call, target: Target | None) -> None:
+        """The call now goes to ``target`` (first branch or failover)."""
+        if not call.open or call.target is target:
+            return
+        if call.target is not None:
+            self.gateways.add_load(call.target, -1)
+        call.target = target
+        if target is not None:
+            self.gateways.add_load(target, +1)
+
+    def answered(self, call: Call, now: float) -> None:
+        if call.open and not call.answered:
+            call.answered = True
+            call.expires = now + self.max_duration
+            self._expiry.append(call)
+
+    def close(self, call: Call) -> None:
+        if not call.open:
+            return
+        call.open = False
+        self.use_none(call)
+        if call.peer is not None:
+            self.by_peer[call.peer] -= 1
+            if self.by_peer[call.peer] <= 0:
+                del self.by_peer[call.peer]
+        key = (call.call_id, call.from_tag)
+        if self._calls.get(key) is call:
+            del self._calls[key]
+
+    def use_none(self, call: Call) -> None:
+        if call.target is not None:
+            self.gateways.add_load(call.target, -1)
+            call.target = None
+
+    def bye(self, call_id: str, from_tag: str | None, to_tag: str | None) -> None:
+        """A BYE of a dialog: close its call, whichever side sent it."""
+        for tag in (from_tag, to_tag):
+            if tag is not None and (call := self._calls.get((call_id, tag))) is not None:
+                self.close(call)
+                return
+
+    def deadline(self) -> float | None:
+        while self._expiry and not self._expiry[0].open:
+            self._expiry.popleft()
+        return self._expiry[0].expires if self._expiry else None
+
+    def expire(self, now: float) -> int:
+        gone = 0
+        while self._expiry and (not self._expiry[0].open or (self._expiry[0].expires or 0) <= now):
+            call = self._expiry.popleft()
+            if call.open:
+                self.close(call)
+                gone += 1
+        return gone
