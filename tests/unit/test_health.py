@@ -117,7 +117,8 @@ def test_probing_mode_inactive_probes_only_inactive_ones() -> None:
 
 def test_ping_from_attr_and_ping_off_attr() -> None:
     rows = seed_rows(dispatcher=(
-        DispatcherRow(2, 21, f"sip:{GW1.host}:{GW1.port}", 0, 0, "ping_from=sip:hc@pks.example", ""),
+        DispatcherRow(2, 21, f"sip:{GW1.host}:{GW1.port}", 0, 0, "ping_from=sip:hc@pks.example",
+                      ""),
         DispatcherRow(3, 21, f"sip:{GW2.host}:{GW2.port}", 0, 0, "ping=0", ""),
     ))  # fmt: skip
     net = probing_net(rows)
