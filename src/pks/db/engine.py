@@ -57,17 +57,27 @@ class SchemaVersionError(RuntimeError):
 
 
 def make_engine(url: str = DEFAULT_URL) -> Engine:
-    """An engine for ``url``; server databases get connection health checks (pre-ping) and
-    a connect timeout of :data:`CONNECT_TIMEOUT` s unless the URL sets one."""
+    """An engine for ``url``; server databases get connection health checks (pre-ping), a
+    connect timeout of :data:`CONNECT_TIMEOUT` s and TCP keepalives (PostgreSQL) or read/write
+    timeouts (MySQL), unless the URL sets them."""
     parsed = make_url(url)
     driver = _DRIVERS.get(parsed.drivername)
     if driver is not None:
         parsed = parsed.set(drivername=driver)
     if parsed.get_backend_name() == "sqlite":
         return create_engine(parsed)
-    connect_args: dict[str, Any] = {}
-    if "connect_timeout" not in parsed.query:
-        connect_args["connect_timeout"] = CONNECT_TIMEOUT
+    # a server that vanishes mid-query must not hold a worker thread (and reloads) forever
+    if parsed.get_backend_name() == "postgresql":
+        defaults: dict[str, Any] = {
+            "connect_timeout": CONNECT_TIMEOUT,
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+        }
+    else:
+        defaults = {"connect_timeout": CONNECT_TIMEOUT, "read_timeout": 60, "write_timeout": 60}
+    connect_args = {key: value for key, value in defaults.items() if key not in parsed.query}
     return create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
 
 

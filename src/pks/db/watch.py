@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, inspect, text
 
-from pks.db.engine import is_unreachable
+from pks.db.engine import CONNECT_TIMEOUT, is_unreachable
 
 __all__ = [
     "CHANNEL",
@@ -269,7 +269,8 @@ class ChangeWatcher:
 
         _, params = self.engine.dialect.create_connect_args(self.engine.url)
         params = {key: value for key, value in params.items() if key != "context"}
-        params.setdefault("connect_timeout", 5)
+        for key, value in (("connect_timeout", CONNECT_TIMEOUT), ("keepalives", 1)):
+            params.setdefault(key, value)
         conn = await psycopg.AsyncConnection.connect(**params, autocommit=True)
         try:
             await conn.execute(f"LISTEN {CHANNEL}")
