@@ -12,7 +12,8 @@ Two ways, chosen when the watcher (re)connects:
 * **poll** — MySQL/MariaDB, SQLite, PostgreSQL without the triggers: every ``interval``
   seconds :func:`fingerprint` (in a worker thread) and, when it differs from the one of the
   last load, a reload. ``CHECKSUM TABLE`` on MySQL, ``md5(string_agg(row))`` on PostgreSQL,
-  a hash of the rows on SQLite: in-place updates are seen, not only inserts.
+  a hash of the rows on SQLite (skipped while SQLite's ``PRAGMA data_version`` says nothing
+  was committed): in-place updates are seen, not only inserts.
 
 The watcher tells its :class:`WatchTarget` (the server) when the database becomes unreachable
 or reachable again, and asks it to reload; the target records the fingerprint each reload
@@ -25,6 +26,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import sqlite3
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, inspect, text
@@ -179,6 +181,9 @@ class ChangeWatcher:
         self.interval = interval
         self.mode: str | None = None
         self._task: asyncio.Task[None] | None = None
+        self._checked: Fingerprint | None = None
+        self._sqlite: sqlite3.Connection | None = None
+        self._data_version: int | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="pks-db-watch")
@@ -189,6 +194,9 @@ class ChangeWatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._sqlite is not None:
+            self._sqlite.close()
+            self._sqlite = None
 
     async def _run(self) -> None:
         backoff = self.interval
@@ -239,12 +247,28 @@ class ChangeWatcher:
         self.target.database_up()
         if current != self.target.seen_fingerprint:
             await self.target.reload(reason, only_if_changed=True)
+        self._checked = current
+
+    def _sqlite_unchanged(self) -> bool:
+        """SQLite: nothing committed since the last check (``PRAGMA data_version`` on a
+        connection of our own), so the fingerprint — a read of every row — can be skipped."""
+        path = self.engine.url.database
+        if self.engine.url.get_backend_name() != "sqlite" or not path or path == ":memory:":
+            return False
+        if self._sqlite is None:
+            self._sqlite = sqlite3.connect(path, check_same_thread=False)
+        version = self._sqlite.execute("PRAGMA data_version").fetchone()[0]
+        unchanged = version == self._data_version and self._checked is not None
+        self._data_version = version
+        # a reload elsewhere (API) may have read other rows than our last check: compare
+        return unchanged and self._checked == self.target.seen_fingerprint
 
     async def _poll(self) -> None:
         """Check every ``interval``; return after an outage so the mode is detected again."""
         while True:
             try:
-                await self._check("table change detected")
+                if not await asyncio.to_thread(self._sqlite_unchanged):
+                    await self._check("table change detected")
             except Exception as exc:
                 if not is_unreachable(exc):
                     raise
