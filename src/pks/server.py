@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
+
 from pks import __version__
 from pks.config import Settings
 from pks.db import engine as db_engine
@@ -67,7 +69,9 @@ class DatabaseState:
 
 
 def _one_line(exc: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    """The driver's own message (without SQLAlchemy's wrapping), on one line."""
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    text = " ".join(str(cause).split()) or type(cause).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -40,8 +40,11 @@ def _engine(url: str | None) -> Engine:
 def _fail(engine: Engine, exc: Exception) -> typer.Exit:
     from pks.db.engine import describe, is_unreachable
 
+    from sqlalchemy.exc import DBAPIError
+
     what = "database unreachable" if is_unreachable(exc) else "database error"
-    text = " ".join(str(exc).split())
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    text = " ".join(str(cause).split())
     typer.echo(f"pks: {what} ({describe(engine)}): {text}", err=True)
     return typer.Exit(1)
 

@@ -16,15 +16,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect
+logging.getLogger("alembic").setLevel(logging.WARNING)  # before alembic logs its set-up
 
-from pks.db import watch
-from pks.db.engine import ensure_schema, is_empty, schema_lock
-from pks.db.migrations import VERSION_TABLE
+from alembic import command  # noqa: E402
+from alembic.config import Config  # noqa: E402
+from alembic.runtime.migration import MigrationContext  # noqa: E402
+from alembic.script import ScriptDirectory  # noqa: E402
+from sqlalchemy import Engine, inspect  # noqa: E402
+
+from pks.db import watch  # noqa: E402
+from pks.db.engine import ensure_schema, is_empty, schema_lock  # noqa: E402
+from pks.db.migrations import VERSION_TABLE  # noqa: E402
 
 __all__ = ["SchemaState", "current", "head", "init", "prepare", "state", "upgrade"]
 
