@@ -38,9 +38,9 @@ def _engine(url: str | None) -> Engine:
 
 
 def _fail(engine: Engine, exc: Exception) -> typer.Exit:
-    from pks.db.engine import describe, is_unreachable
-
     from sqlalchemy.exc import DBAPIError
+
+    from pks.db.engine import describe, is_unreachable
 
     what = "database unreachable" if is_unreachable(exc) else "database error"
     cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
