@@ -181,6 +181,9 @@ class Settings(BaseSettings):
     - ``PKS_UNKNOWN_SOURCE`` (``drop``): what to do with a new request from an unknown address.
     - ``PKS_MAX_FORWARDS`` (70), ``PKS_TCP_IDLE_TIMEOUT`` (120.0 s), ``PKS_MAX_MESSAGE_SIZE``
       (65535 bytes).
+    - ``PKS_DB_POLL_INTERVAL`` (1.0 s): change check / liveness period of the database.
+    - ``PKS_SNAPSHOT_CACHE`` (unset): file keeping the last good rows, to start without the
+      database.
     - ``PKS_DEFAULT_SOCKET`` (unset): socket name used when a gateway names none.
     - ``PKS_ADMIN_LISTEN`` (``127.0.0.1:8091``), ``PKS_ADMIN_TOKEN`` (unset): the admin API.
     - ``PKS_LOG_LEVEL`` (``INFO``), ``PKS_SERVER_HEADER`` (``pks-sip-proxy``).
@@ -212,7 +215,8 @@ class Settings(BaseSettings):
     )
     db_url: str = Field(
         "sqlite:///./pks.db",
-        description="SQLAlchemy database URL (sqlite:///, postgresql+psycopg://, mysql+pymysql://).",
+        description="SQLAlchemy database URL: sqlite:///PATH, postgresql://USER@HOST/DB "
+        "(psycopg 3), mysql://USER@HOST/DB or mariadb://… (PyMySQL).",
     )
     fr_timer: float = Field(
         5.0,
@@ -258,6 +262,20 @@ class Settings(BaseSettings):
         None,
         description="Socket name (see listen) used to reach a gateway whose dispatcher attrs "
         "name no socketname. Unset or empty: the socket the request came in on.",
+    )
+    db_poll_interval: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="Seconds between two change checks of the routing tables (MySQL, SQLite, "
+        "PostgreSQL without the triggers of pks db init) and between two liveness checks of "
+        "the database; a change is applied within about this delay on every instance.",
+    )
+    snapshot_cache: str | None = Field(
+        None,
+        description="File where the rows of the last good load are kept (JSON, written "
+        "after each load). When the database is unreachable at start-up, the proxy routes "
+        "from this file instead of failing. Unset or empty: no cache.",
     )
     admin_listen: str = Field(
         "127.0.0.1:8091",
@@ -365,7 +383,7 @@ class Settings(BaseSettings):
         _codes(value)
         return value
 
-    @field_validator("default_socket", "admin_token")
+    @field_validator("default_socket", "admin_token", "snapshot_cache")
     @classmethod
     def _empty_is_unset(cls, value: str | None) -> str | None:
         return value or None
@@ -380,6 +398,18 @@ class Settings(BaseSettings):
         if value not in names:
             raise ValueError(f"no listen socket named {value!r} (names: {', '.join(names)})")
         return value
+
+    @field_validator("snapshot_cache")
+    @classmethod
+    def _check_snapshot_cache(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        path = Path(value).expanduser()
+        if path.is_dir():
+            raise ValueError(f"{value!r} is a directory, expected a file path")
+        if not path.parent.is_dir():
+            raise ValueError(f"directory {str(path.parent)!r} does not exist")
+        return str(path)
 
     @field_validator("admin_listen")
     @classmethod

@@ -1,10 +1,16 @@
 """The I/O spine: load the routing snapshot, open the sockets, drive the sans-IO ``Proxy``.
 
-Start-up: settings → database (schema created when missing) → snapshot built off the event
-loop → transport bound → admin API → ``pks: ready``. Every message goes transport →
-``Proxy.receive`` → ``Send`` effects → transport; one ``loop.call_at`` is kept armed at the
-proxy's next deadline. ``reload()`` (SIGHUP, admin API) reads the tables and builds a new
-snapshot in a worker thread, then swaps one reference; a failed build leaves the old one live.
+Start-up: settings → database (an empty one gets every table, see ``pks.db.migrate.prepare``)
+→ snapshot built off the event loop → transport bound → admin API → change watcher →
+``pks: ready``. With the database unreachable, start-up fails with a clear message unless
+``PKS_SNAPSHOT_CACHE`` holds the rows of a former good load, which are then routed from.
+
+Every message goes transport → ``Proxy.receive`` → ``Send`` effects → transport; one
+``loop.call_at`` is kept armed at the proxy's next deadline. ``reload()`` (SIGHUP, admin API,
+``pks.db.watch.ChangeWatcher`` on a table change) reads the tables and builds a new snapshot
+in a worker thread, then swaps one reference; a failed build leaves the old one live. A
+database outage never stops routing: the last snapshot stays, ``database`` in ``/status``
+says so, and the watcher reloads when the database is back.
 """
 
 from __future__ import annotations
@@ -16,13 +22,21 @@ import signal
 import socket
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
 
 from pks import __version__
 from pks.config import Settings
 from pks.db import engine as db_engine
-from pks.db.load import load_tables
+from pks.db import migrate
+from pks.db.cache import CacheError, read_cache, write_cache
+from pks.db.load import load_rows
+from pks.db.watch import ChangeWatcher, Fingerprint, describe_watch, fingerprint
 from pks.net import Inbound, Send, SocketInfo
 from pks.proxy import CoreConfig, Proxy
+from pks.route.rows import TableRows
 from pks.route.snapshot import Snapshot, SnapshotError, build_snapshot
 from pks.transport import Transport
 
@@ -33,6 +47,38 @@ log = logging.getLogger("pks.server")
 class ReloadResult:
     ok: bool
     message: str
+
+
+class StartupError(RuntimeError):
+    """The proxy cannot start (no snapshot to route from); the message says what to do."""
+
+
+@dataclass(slots=True)
+class DatabaseState:
+    """What the server knows of its database, for ``/status`` and the logs."""
+
+    reachable: bool = True
+    error: str | None = None
+    since: float | None = None
+    """When ``reachable`` last changed (None: since start-up)."""
+    last_change_applied: float | None = None
+    """When the live snapshot was last replaced by one read from the database."""
+    source: str = "database"
+    """Where the live snapshot's rows come from: ``database`` or ``cache``."""
+    cache_written_at: float | None = None
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    """The driver's own message (without SQLAlchemy's wrapping), on one line."""
+    cause = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    text = " ".join(str(cause).split()) or type(cause).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _iso(when: float | None) -> str | None:
+    if when is None:
+        return None
+    return datetime.fromtimestamp(when, UTC).isoformat(timespec="milliseconds")
 
 
 def core_config(settings: Settings) -> CoreConfig:
@@ -83,40 +129,172 @@ class Server:
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._admin: object | None = None
+        self.db_description = db_engine.describe(self.engine)
+        self.db = DatabaseState()
+        self.rows: TableRows | None = None
+        self.seen_fingerprint: Fingerprint | None = None
+        self.watcher: ChangeWatcher | None = None
 
     @property
     def snapshot(self) -> Snapshot | None:
         return self.proxy.snapshot if self.proxy is not None else None
 
+    # ---- database ------------------------------------------------------------------------
+    def _read_tables(self, prepare: bool = False) -> tuple[Fingerprint, TableRows | Exception]:
+        """Blocking: the tables' fingerprint, then their rows (or the content error)."""
+        if prepare:
+            migrate.prepare(self.engine)
+        with self.engine.connect() as conn:
+            seen = fingerprint(conn)
+            try:
+                return seen, load_rows(conn)
+            except (db_engine.SchemaVersionError, ValueError) as exc:  # LoadError is one
+                return seen, exc
+
     async def load_snapshot(self) -> Snapshot:
         """Read the tables and build a snapshot, all off the event loop."""
+        _, rows = await asyncio.to_thread(self._read_tables)
+        if isinstance(rows, Exception):
+            raise rows
+        return await asyncio.to_thread(build_snapshot, rows)
 
-        def work() -> Snapshot:
-            db_engine.ensure_schema(self.engine)
-            return build_snapshot(load_tables(self.engine))
+    def database_up(self) -> None:
+        state = self.db
+        if not state.reachable:
+            down_for = time.time() - (state.since or self.started_at)
+            log.warning("database reachable again (%s) after %.1f s", self.db_description, down_for)
+            state.since = time.time()
+        state.reachable, state.error = True, None
 
-        return await asyncio.to_thread(work)
+    def database_down(self, exc: BaseException) -> None:
+        state = self.db
+        state.error = _one_line(exc)
+        if state.reachable:
+            log.error(
+                "database unreachable (%s): %s; routing goes on with the tables loaded before",
+                self.db_description,
+                state.error,
+            )
+            state.reachable, state.since = False, time.time()
 
-    async def reload(self) -> ReloadResult:
-        """Build a new snapshot and swap it in; on any error keep the current one."""
+    def database_status(self) -> dict[str, Any]:
+        """The ``database`` object of ``/status``."""
+        state = self.db
+        return {
+            "url": self.db_description,
+            "reachable": state.reachable,
+            "error": state.error,
+            "since": _iso(state.since),
+            "last_change_applied": _iso(state.last_change_applied),
+            "routing_from": state.source,
+            "cache_written_at": _iso(state.cache_written_at),
+            "watch": describe_watch(
+                self.watcher.mode if self.watcher else None, self.settings.db_poll_interval
+            ),
+        }
+
+    async def _save_cache(self, rows: TableRows) -> None:
+        path = self.settings.snapshot_cache
+        if path is None:
+            return
+        try:
+            await asyncio.to_thread(write_cache, path, rows, self.db_description)
+        except OSError as exc:
+            log.warning("cannot write the snapshot cache %s: %s", path, exc)
+
+    async def reload(
+        self, reason: str = "reload requested", *, only_if_changed: bool = False
+    ) -> ReloadResult:
+        """Read the tables, build a new snapshot and swap it in; on any error keep the
+        current one. ``reason`` is logged. With ``only_if_changed`` (the change watcher),
+        rows equal to the live ones keep the live snapshot; an explicit reload always
+        rebuilds (gateway host names are resolved again)."""
         async with self._reload_lock:
-            try:
-                snap = await self.load_snapshot()
-            except SnapshotError as exc:
-                result = ReloadResult(False, f"reload rejected, previous tables kept: {exc}")
-            except Exception as exc:  # database down, schema problems
-                result = ReloadResult(False, f"reload failed, previous tables kept: {exc}")
-            else:
-                assert self.proxy is not None
-                self.proxy.snapshot = snap
-                result = ReloadResult(True, f"reloaded: {snap.summary()}")
-            (log.info if result.ok else log.error)("%s", result.message)
+            result = await self._reload(only_if_changed)
+            level = logging.INFO if result.ok else logging.ERROR
+            log.log(level, "%s (%s)", result.message, reason)
             self.last_reload = result
             return result
 
+    async def _reload(self, only_if_changed: bool) -> ReloadResult:
+        try:
+            seen, rows = await asyncio.to_thread(self._read_tables)
+        except Exception as exc:
+            if db_engine.is_unreachable(exc):
+                self.database_down(exc)
+                exc_text = f"database unreachable: {_one_line(exc)}"
+            else:
+                exc_text = _one_line(exc)
+            return ReloadResult(False, f"reload failed, previous tables kept: {exc_text}")
+        self.database_up()
+        self.seen_fingerprint = seen
+        if isinstance(rows, Exception):
+            return ReloadResult(False, f"reload failed, previous tables kept: {rows}")
+        assert self.proxy is not None
+        live = self.proxy.snapshot
+        if only_if_changed and rows == self.rows and live is not None:
+            self.db.source = "database"
+            return ReloadResult(True, f"reloaded: {live.summary()} (no change)")
+        try:
+            snap = await asyncio.to_thread(build_snapshot, rows)
+        except SnapshotError as exc:
+            return ReloadResult(False, f"reload rejected, previous tables kept: {exc}")
+        self.proxy.snapshot = snap
+        self.rows = rows
+        self.db.source = "database"
+        self.db.last_change_applied = time.time()
+        await self._save_cache(rows)
+        return ReloadResult(True, f"reloaded: {snap.summary()}")
+
+    async def _first_snapshot(self) -> Snapshot:
+        """The start-up snapshot: from the database, else from the cache, else an error."""
+        try:
+            seen, rows = await asyncio.to_thread(self._read_tables, True)
+        except Exception as exc:
+            if not db_engine.is_unreachable(exc):
+                raise
+            return await self._snapshot_from_cache(exc)
+        if isinstance(rows, Exception):
+            raise rows
+        snapshot = await asyncio.to_thread(build_snapshot, rows)
+        self.seen_fingerprint, self.rows = seen, rows
+        self.db.last_change_applied = time.time()
+        await self._save_cache(rows)
+        return snapshot
+
+    async def _snapshot_from_cache(self, exc: BaseException) -> Snapshot:
+        down = f"database unreachable at {self.db_description}: {_one_line(exc)}"
+        path = self.settings.snapshot_cache
+        if path is None:
+            raise StartupError(
+                f"{down}. No snapshot to route from: start the database, or set"
+                " PKS_SNAPSHOT_CACHE so that the last good tables are kept for such a start"
+            ) from None
+        try:
+            rows, written, source = await asyncio.to_thread(read_cache, path)
+            snapshot = await asyncio.to_thread(build_snapshot, rows)
+        except (CacheError, SnapshotError) as cache_exc:
+            raise StartupError(f"{down}; cannot start from the cache: {cache_exc}") from None
+        log.warning(
+            "%s; starting from the snapshot cache %s (tables of %s read at %s)",
+            down,
+            path,
+            source,
+            _iso(written),
+        )
+        self.rows = rows
+        self.db = DatabaseState(
+            reachable=False,
+            error=_one_line(exc),
+            since=time.time(),
+            source="cache",
+            cache_written_at=written,
+        )
+        return snapshot
+
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        snapshot = await self.load_snapshot()
+        snapshot = await self._first_snapshot()
         self.transport = Transport(
             tcp_idle_timeout=self.settings.tcp_idle_timeout,
             max_message_size=self.settings.max_message_size,
@@ -125,10 +303,14 @@ class Server:
         sockets = _public(tuple(self.transport.bound))
         self.proxy = Proxy(sockets, core_config(self.settings), snapshot, local_addresses())
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+            loop.add_signal_handler(
+                signal.SIGHUP, lambda: asyncio.ensure_future(self.reload("SIGHUP"))
+            )
             loop.add_signal_handler(signal.SIGTERM, self._stop.set)
             loop.add_signal_handler(signal.SIGINT, self._stop.set)
         await self._start_admin()
+        self.watcher = ChangeWatcher(self.engine, self, self.settings.db_poll_interval)
+        self.watcher.start()
         listening = ", ".join(str(s) for s in sockets)
         log.info("pks: ready (version %s) on %s; %s", __version__, listening, snapshot.summary())
 
@@ -146,6 +328,8 @@ class Server:
         self._stop.set()
 
     async def close(self) -> None:
+        if self.watcher is not None:
+            await self.watcher.stop()
         if self._timer is not None:
             self._timer.cancel()
         if self._admin is not None:
@@ -154,6 +338,7 @@ class Server:
             await stop_admin(self._admin)
         if self.transport is not None:
             await self.transport.close()
+        await asyncio.to_thread(self.engine.dispose)
         log.info("pks: stopped")
 
     # ---- data path glue ------------------------------------------------------------------

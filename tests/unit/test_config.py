@@ -112,6 +112,7 @@ def test_defaults() -> None:
     assert settings.default_socket is None and settings.admin_token is None
     assert settings.admin_address == Address("127.0.0.1", 8091)
     assert (settings.log_level, settings.server_header) == ("INFO", "pks-sip-proxy")
+    assert (settings.db_poll_interval, settings.snapshot_cache) == (1.0, None)
 
 
 def test_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -127,6 +128,8 @@ def test_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         "PKS_ADMIN_TOKEN": "s3cret",
         "PKS_LOG_LEVEL": "debug",
         "PKS_SERVER_HEADER": "",
+        "PKS_DB_POLL_INTERVAL": "0.5",
+        "PKS_SNAPSHOT_CACHE": "/tmp/pks-snapshot.json",
     }.items():
         monkeypatch.setenv(name, value)
     settings = Settings()
@@ -141,13 +144,17 @@ def test_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.admin_token == "s3cret"
     assert settings.log_level == "DEBUG"
     assert settings.server_header == ""
+    assert settings.db_poll_interval == 0.5
+    assert settings.snapshot_cache == "/tmp/pks-snapshot.json"
 
 
 def test_empty_optional_strings_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PKS_ADMIN_TOKEN", "")
     monkeypatch.setenv("PKS_DEFAULT_SOCKET", "")
+    monkeypatch.setenv("PKS_SNAPSHOT_CACHE", "")
     settings = Settings()
     assert settings.admin_token is None and settings.default_socket is None
+    assert settings.snapshot_cache is None
 
 
 def test_from_toml_file_and_env_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -192,6 +199,13 @@ def test_settings_are_frozen() -> None:
         ({"PKS_LOG_LEVEL": "loud"}, r"^PKS_LOG_LEVEL: expected one of DEBUG, INFO"),
         ({"PKS_SERVER_HEADER": "a\r\nX-Evil: 1"}, r"^PKS_SERVER_HEADER: must be a single line"),
         ({"PKS_CONFIG": "/nonexistent/pks.toml"}, r"^PKS_CONFIG: no such file"),
+        ({"PKS_DB_POLL_INTERVAL": "0"}, r"^PKS_DB_POLL_INTERVAL: .*greater than 0"),
+        ({"PKS_DB_POLL_INTERVAL": "120"}, r"^PKS_DB_POLL_INTERVAL: .*less than or equal to 60"),
+        (
+            {"PKS_SNAPSHOT_CACHE": "/nonexistent/dir/snap.json"},
+            r"^PKS_SNAPSHOT_CACHE: directory '/nonexistent/dir' does not exist",
+        ),
+        ({"PKS_SNAPSHOT_CACHE": "/tmp"}, r"^PKS_SNAPSHOT_CACHE: '/tmp' is a directory"),
         (
             {"PKS_FR_TIMER": "x", "PKS_MAX_FORWARDS": "x"},
             r"^PKS_FR_TIMER: .*; PKS_MAX_FORWARDS: ",

@@ -29,6 +29,7 @@ def build_app(server: Server) -> FastAPI:
             "routing_loaded": snap is not None,
             "routing": snap.summary() if snap is not None else None,
             "last_reload": None if server.last_reload is None else server.last_reload.message,
+            "database": server.database_status(),
         }
 
     @app.post("/reload")

@@ -9,9 +9,11 @@ import sys
 import httpx
 import typer
 
+from pks.cli.db import db_app
 from pks.config import ConfigError, Settings
 
 app = typer.Typer(help="pks-sip-proxy: SIP interconnection proxy.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 
 
 def _settings() -> Settings:

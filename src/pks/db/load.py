@@ -1,10 +1,11 @@
-"""Beside the data path: read the three Kamailio tables into typed rows for a snapshot build.
+"""Beside the data path: read the routing tables into typed rows for a snapshot build.
 
 ``load_tables(engine)`` checks the table versions, then reads ``address``, ``dialplan`` and
-``dispatcher`` in one transaction, each ``ORDER BY id`` so that "load order" (which decides
-duplicate addresses and dispatcher ties) is deterministic. It checks value *types* only —
-a NULL in a NOT NULL column, a non-integer in an integer column — as Kamailio's loaders
-do ("invalid record"); meaning (groups, masks, regexes, URIs) is checked by
+``dispatcher`` — and our ``pks_peer``/``pks_set`` when present (a pure Kamailio database has
+none) — in one transaction, each ``ORDER BY id`` (``pks_set``: ``setid``) so that "load
+order" (which decides duplicate addresses and dispatcher ties) is deterministic. It checks
+value *types* only — a NULL in a NOT NULL column, a non-integer in an integer column — as
+Kamailio's loaders do ("invalid record"); meaning (groups, masks, regexes, URIs) is checked by
 ``pks.route.snapshot.build_snapshot``. Like Kamailio, a NULL dispatcher ``attrs`` (or
 ``description``) reads as '', and a dispatcher table of version 1–3 is read without the
 columns that version lacks (flags, priority, attrs then default to 0, 0, '').
@@ -19,11 +20,19 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, inspect, select
 
-from pks.db import schema
+from pks.db import own, schema
 from pks.db.engine import check_versions
-from pks.route.rows import AddressRow, DialplanRow, DispatcherRow, TableRows
+from pks.route.rows import AddressRow, DialplanRow, DispatcherRow, PeerRow, SetRow, TableRows
 
-__all__ = ["AddressRow", "DialplanRow", "DispatcherRow", "LoadError", "TableRows", "load_tables"]
+__all__ = [
+    "AddressRow",
+    "DialplanRow",
+    "DispatcherRow",
+    "LoadError",
+    "TableRows",
+    "load_rows",
+    "load_tables",
+]
 
 R = TypeVar("R")
 
@@ -48,14 +57,24 @@ class LoadError(ValueError):
 def load_tables(engine: Engine) -> TableRows:
     """Read every routing table (version-checked, ``ORDER BY id``) into :class:`TableRows`."""
     with engine.connect() as conn:
-        versions = check_versions(conn)
-        problems: list[str] = []
-        address = _read(conn, "address", _address_row, problems)
-        dialplan = _read(conn, "dialplan", _dialplan_row, problems)
-        dispatcher = _read_dispatcher(conn, versions["dispatcher"], problems)
+        return load_rows(conn)
+
+
+def load_rows(conn: Connection) -> TableRows:
+    """:func:`load_tables` on an open connection (one transaction with the caller's reads)."""
+    versions = check_versions(conn)
+    present = set(inspect(conn).get_table_names())
+    problems: list[str] = []
+    address = _read(conn, "address", _address_row, problems)
+    dialplan = _read(conn, "dialplan", _dialplan_row, problems)
+    dispatcher = _read_dispatcher(conn, versions["dispatcher"], problems)
+    peers = _read(conn, "pks_peer", _peer_row, problems) if "pks_peer" in present else ()
+    sets = _read(conn, "pks_set", _set_row, problems) if "pks_set" in present else ()
     if problems:
         raise LoadError(problems)
-    return TableRows(address=address, dialplan=dialplan, dispatcher=dispatcher)
+    return TableRows(
+        address=address, dialplan=dialplan, dispatcher=dispatcher, peers=peers, sets=sets
+    )
 
 
 def _read(
@@ -65,9 +84,11 @@ def _read(
     problems: list[str],
     columns: Sequence[str] | None = None,
 ) -> tuple[R, ...]:
-    table = schema.metadata.tables[name]
+    table = schema.metadata.tables.get(name)
+    if table is None:
+        table = own.own_metadata.tables[name]
     selected = [table.c[column] for column in columns] if columns else list(table.c)
-    query = select(*selected).order_by(table.c.id)
+    query = select(*selected).order_by(*table.primary_key.columns)
     rows: list[R] = []
     for mapping in conn.execute(query).mappings():
         values = _Values(name, dict(mapping), problems)
@@ -95,11 +116,12 @@ class _Values:
         self.values = values
         self.problems = problems
         self.ok = True
-        self.id = self.integer("id")
+        self.id = self.integer("id") if "id" in values else 0
 
     def _bad(self, message: str) -> None:
         self.ok = False
-        self.problems.append(f"{self.table} id {self.values.get('id')}: {message}")
+        key = "setid" if "id" not in self.values else "id"
+        self.problems.append(f"{self.table} {key} {self.values.get(key)}: {message}")
 
     def integer(self, column: str, default: int | None = None) -> int:
         """The column as an int; NULL (or an absent column) is an error unless defaulted."""
@@ -165,3 +187,21 @@ def _dispatcher_row(v: _Values) -> DispatcherRow:
         attrs=v.text("attrs", null=""),
         description=v.text("description", null=""),
     )
+
+
+def _peer_row(v: _Values) -> PeerRow:
+    max_calls = v.values.get("max_calls")
+    return PeerRow(
+        id=v.id,
+        kind=v.text("kind"),
+        name=v.text("name"),
+        tag=v.text("tag"),
+        setid=v.integer("setid"),
+        socket=v.optional_text("socket"),
+        max_calls=None if max_calls is None else v.integer("max_calls"),
+        description=v.text("description", null=""),
+    )
+
+
+def _set_row(v: _Values) -> SetRow:
+    return SetRow(setid=v.integer("setid"), algorithm=v.text("algorithm"))

@@ -1,29 +1,30 @@
-"""make_engine / ensure_schema / check_versions on real SQLite files."""
+"""make_engine / ensure_schema / check_versions on SQLite, PostgreSQL and MariaDB."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, inspect
 
+from dbs import execute, query
 from pks.db import SchemaVersionError, check_versions, ensure_schema, make_engine
+from pks.db.engine import is_unreachable
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'pks.db'}")
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = make_engine(db_url)
     yield engine
     engine.dispose()
 
 
-def sql(engine: Engine, statement: str) -> list[tuple[object, ...]]:
-    path = engine.url.database
-    assert path is not None
-    with sqlite3.connect(path) as conn:
-        return conn.execute(statement).fetchall()
+def sql(engine: Engine, *statements: str) -> None:
+    execute(engine.url.render_as_string(hide_password=False), *statements)
+
+
+def rows(engine: Engine, statement: str) -> list[tuple[object, ...]]:
+    return query(engine.url.render_as_string(hide_password=False), statement)
 
 
 @pytest.mark.parametrize(
@@ -43,10 +44,18 @@ def test_urls_map_to_the_expected_drivers(url: str, driver: str) -> None:
     engine.dispose()
 
 
+def test_unreachable_server_fails_fast_and_is_recognised() -> None:
+    engine = make_engine("postgresql://postgres@127.0.0.1:1/pks")  # nothing listens on port 1
+    with pytest.raises(Exception) as err:
+        engine.connect()
+    assert is_unreachable(err.value)
+    engine.dispose()
+
+
 def test_ensure_schema_creates_tables_and_version_rows_once(engine: Engine) -> None:
     ensure_schema(engine)
     ensure_schema(engine)
-    assert sql(engine, "SELECT table_name, table_version FROM version ORDER BY id") == [
+    assert rows(engine, "SELECT table_name, table_version FROM version ORDER BY id") == [
         ("version", 1),
         ("address", 6),
         ("dialplan", 2),
@@ -58,12 +67,10 @@ def test_ensure_schema_creates_tables_and_version_rows_once(engine: Engine) -> N
 def test_ensure_schema_never_alters_an_existing_table(engine: Engine) -> None:
     sql(engine, "CREATE TABLE dispatcher (id INTEGER PRIMARY KEY, setid INTEGER, destination TEXT)")
     ensure_schema(engine)
-    assert [row[1] for row in sql(engine, "PRAGMA table_info(dispatcher)")] == [
-        "id",
-        "setid",
-        "destination",
-    ]
-    assert sql(engine, "SELECT table_version FROM version WHERE table_name = 'dispatcher'") == [
+    with engine.connect() as conn:
+        columns = [column["name"] for column in inspect(conn).get_columns("dispatcher")]
+    assert columns == ["id", "setid", "destination"]
+    assert rows(engine, "SELECT table_version FROM version WHERE table_name = 'dispatcher'") == [
         (4,)
     ]
 
@@ -75,9 +82,12 @@ def test_missing_version_table_is_reported(engine: Engine) -> None:
 
 def test_every_incompatible_table_is_reported(engine: Engine) -> None:
     ensure_schema(engine)
-    sql(engine, "UPDATE version SET table_version = 5 WHERE table_name = 'address'")
-    sql(engine, "DELETE FROM version WHERE table_name = 'dialplan'")
-    sql(engine, "DROP TABLE dispatcher")
+    sql(
+        engine,
+        "UPDATE version SET table_version = 5 WHERE table_name = 'address'",
+        "DELETE FROM version WHERE table_name = 'dialplan'",
+        "DROP TABLE dispatcher",
+    )
     with pytest.raises(SchemaVersionError) as err:
         check_versions(engine)
     message = str(err.value)
@@ -86,11 +96,11 @@ def test_every_incompatible_table_is_reported(engine: Engine) -> None:
     assert "table dispatcher is missing" in message
 
 
-@pytest.mark.parametrize("version", [1, 2, 3, 4])
-def test_dispatcher_versions_one_to_four_are_accepted(engine: Engine, version: int) -> None:
+def test_dispatcher_versions_one_to_four_are_accepted(engine: Engine) -> None:
     ensure_schema(engine)
-    sql(engine, f"UPDATE version SET table_version = {version} WHERE table_name = 'dispatcher'")
-    assert check_versions(engine)["dispatcher"] == version
+    for version in (1, 2, 3, 4):
+        sql(engine, f"UPDATE version SET table_version = {version} WHERE table_name = 'dispatcher'")
+        assert check_versions(engine)["dispatcher"] == version
     sql(engine, "UPDATE version SET table_version = 5 WHERE table_name = 'dispatcher'")
     with pytest.raises(SchemaVersionError, match="expected 1/2/3/4"):
         check_versions(engine)

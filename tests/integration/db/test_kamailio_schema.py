@@ -118,3 +118,16 @@ def _dump(path: Path) -> list[str]:
         return list(conn.iterdump())
     finally:
         conn.close()
+
+
+def test_start_up_on_a_kamailio_database_adds_only_pks_tables(tmp_path: Path, scripts) -> None:
+    from pks.db import migrate
+
+    path = tmp_path / "kamailio.db"
+    engine = make_engine(kamailio_db(path, scripts))
+    before = _dump(path)
+    migrate.prepare(engine)  # what pks run does first
+    after = _dump(path)
+    assert [line for line in after if "pks_" not in line] == before
+    assert load_tables(engine).peers == ()
+    engine.dispose()

@@ -1,4 +1,6 @@
-"""load_tables(): ORDER BY id, NULL handling, type errors and old dispatcher tables."""
+"""load_tables(): ORDER BY id, NULL handling, type errors, old dispatcher tables, and our own
+pks_peer/pks_set tables (absent in a pure Kamailio database) — on every engine where the
+behaviour is not SQLite's alone."""
 
 from __future__ import annotations
 
@@ -9,12 +11,22 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
+from dbs import execute
 from pks.db import LoadError, ensure_schema, load_tables, make_engine
-from pks.route.rows import AddressRow, DialplanRow, DispatcherRow
+from pks.db.migrate import upgrade
+from pks.route.rows import AddressRow, DialplanRow, DispatcherRow, PeerRow, SetRow
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = make_engine(db_url)
+    ensure_schema(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
     engine = make_engine(f"sqlite:///{tmp_path / 'pks.db'}")
     ensure_schema(engine)
     yield engine
@@ -22,11 +34,7 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 
 
 def run(engine: Engine, *statements: str) -> None:
-    path = engine.url.database
-    assert path is not None
-    with sqlite3.connect(path) as conn:
-        for statement in statements:
-            conn.execute(statement)
+    execute(engine.url.render_as_string(hide_password=False), *statements)
 
 
 def test_rows_come_back_typed_and_ordered_by_id(engine: Engine) -> None:
@@ -46,8 +54,9 @@ def test_rows_come_back_typed_and_ordered_by_id(engine: Engine) -> None:
     assert rows.dispatcher == (DispatcherRow(7, 23, "sip:10.0.0.7", 0, 0, "", ""),)
 
 
-def test_values_of_the_wrong_type_are_reported_per_row(engine: Engine) -> None:
+def test_values_of_the_wrong_type_are_reported_per_row(sqlite_engine: Engine) -> None:
     # SQLite stores what it is given; Kamailio rejects such rows ("invalid record")
+    engine = sqlite_engine
     run(
         engine,
         "INSERT INTO address (id, grp, ip_addr) VALUES (1, 'abc', '10.0.0.1')",
@@ -117,16 +126,50 @@ def test_old_dispatcher_versions_read_only_their_columns(
     assert load_tables(engine).dispatcher == (expected,)
 
 
-def test_version_one_dispatcher_table_without_the_newer_columns(tmp_path: Path) -> None:
-    path = tmp_path / "old.db"
-    engine = make_engine(f"sqlite:///{path}")
-    ensure_schema(engine)
+def test_version_one_dispatcher_table_without_the_newer_columns(engine: Engine) -> None:
     run(
         engine,
         "DROP TABLE dispatcher",
-        "CREATE TABLE dispatcher (id INTEGER PRIMARY KEY, setid INT, destination TEXT)",
+        "CREATE TABLE dispatcher (id INTEGER PRIMARY KEY, setid INT, destination VARCHAR(192))",
         "INSERT INTO dispatcher VALUES (1, 5, 'sip:10.0.0.1')",
         "UPDATE version SET table_version = 1 WHERE table_name = 'dispatcher'",
     )
     assert load_tables(engine).dispatcher == (DispatcherRow(1, 5, "sip:10.0.0.1", 0, 0, "", ""),)
-    engine.dispose()
+
+
+def test_a_pure_kamailio_database_has_no_peers_and_no_sets(engine: Engine) -> None:
+    rows = load_tables(engine)
+    assert (rows.peers, rows.sets) == ((), ())
+
+
+def test_peers_and_sets_are_read_in_key_order(engine: Engine) -> None:
+    upgrade(engine)
+    run(
+        engine,
+        "INSERT INTO pks_peer (id, kind, name, tag, setid, socket, max_calls, description)"
+        " VALUES (4, 'provider', 'ovh', 'ovh', 21, 'public', 30, 'trunk')",
+        "INSERT INTO pks_peer (id, kind, name, tag, setid) VALUES (2, 'customer', 'acme', 'a', 23)",
+        "INSERT INTO pks_set (setid, algorithm) VALUES (23, 'round-robin'), (21, 'hash')",
+    )
+    rows = load_tables(engine)
+    assert rows.peers == (
+        PeerRow(2, "customer", "acme", "a", 23, None, None, ""),
+        PeerRow(4, "provider", "ovh", "ovh", 21, "public", 30, "trunk"),
+    )
+    assert rows.sets == (SetRow(21, "hash"), SetRow(23, "round-robin"))
+
+
+def test_bad_peer_values_are_reported(sqlite_engine: Engine) -> None:
+    upgrade(sqlite_engine)
+    run(
+        sqlite_engine,
+        "INSERT INTO pks_peer (id, kind, name, tag, setid) VALUES (1, 'customer', 'a', 'a', 'x')",
+        "INSERT INTO pks_peer (id, kind, name, tag, setid) VALUES (2, 'c', 'b', 'b', 3)",
+        "UPDATE pks_peer SET max_calls = 'lots' WHERE id = 2",
+    )
+    with pytest.raises(LoadError) as err:
+        load_tables(sqlite_engine)
+    assert err.value.problems == (
+        "pks_peer id 1: setid is 'x', not an integer",
+        "pks_peer id 2: max_calls is 'lots', not an integer",
+    )

@@ -1,11 +1,11 @@
-"""The real server in-process: sockets on loopback, SQLite, reload by API/CLI/SIGHUP semantics."""
+"""The real server in-process: sockets on loopback, each database engine, reload by
+API/CLI/SIGHUP semantics."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -14,8 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from dbs import execute
 from pks.config import Settings
-from pks.db.engine import ensure_schema, make_engine
+from pks.db import make_engine, migrate
 from pks.server import Server
 
 HOST = "127.0.0.41"
@@ -28,29 +29,26 @@ def free_port(host: str, kind: int = socket.SOCK_DGRAM) -> int:
         return int(s.getsockname()[1])
 
 
-def seed(db: Path) -> None:
-    ensure_schema(make_engine(f"sqlite:///{db}"))
-    con = sqlite3.connect(db)
-    con.execute(
-        "INSERT INTO address (grp, ip_addr, mask, port, tag) VALUES (2, ?, 32, 0, 'c')", (PEER,)
-    )
-    con.execute(
+def seed(url: str) -> None:
+    engine = make_engine(url)
+    migrate.init(engine)
+    engine.dispose()
+    execute(
+        url,
+        f"INSERT INTO address (grp, ip_addr, mask, port, tag) VALUES (2, '{PEER}', 32, 0, 'c')",
         "INSERT INTO dialplan (dpid, pr, match_op, match_exp, match_len, subst_exp, repl_exp,"
-        " attrs) VALUES (1, 1, 1, '^33', 0, '', '', '7')"
+        " attrs) VALUES (1, 1, 1, '^33', 0, '', '', '7')",
+        "INSERT INTO dispatcher (setid, destination) VALUES (7, 'sip:127.0.0.43:5060')",
     )
-    con.execute("INSERT INTO dispatcher (setid, destination) VALUES (7, 'sip:127.0.0.43:5060')")
-    con.commit()
-    con.close()
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[Server]:
-    db = tmp_path / "pks.db"
-    seed(db)
+async def server(db_url: str) -> AsyncIterator[Server]:
+    seed(db_url)
     port = free_port(HOST)
     settings = Settings(
         listen=f"udp:{HOST}:{port}",
-        db_url=f"sqlite:///{db}",
+        db_url=db_url,
         admin_listen=f"127.0.0.1:{free_port('127.0.0.1', socket.SOCK_STREAM)}",
     )
     srv = Server(settings)
@@ -84,27 +82,23 @@ async def test_options_to_the_proxy_gets_200_over_real_udp(server: Server) -> No
     assert reply.startswith(b"SIP/2.0 200 OK")
 
 
-async def test_bad_rule_rejects_reload_and_keeps_old_snapshot(
-    server: Server, tmp_path: Path
-) -> None:
+async def test_bad_rule_rejects_reload_and_keeps_old_snapshot(server: Server, db_url: str) -> None:
     before = server.snapshot
-    con = sqlite3.connect(tmp_path / "pks.db")
-    con.execute(
+    execute(
+        db_url,
         "INSERT INTO dialplan (id, dpid, pr, match_op, match_exp, match_len, subst_exp, repl_exp,"
-        " attrs) VALUES (99, 2, 1, 1, '+33[1-9][0-9]+$', 0, '', '', '7')"
+        " attrs) VALUES (99, 2, 1, 1, '+33[1-9][0-9]+$', 0, '', '', '7')",
     )
-    con.commit()
     result = await server.reload()
     assert not result.ok and "dialplan" in result.message and "99" in result.message
     assert server.snapshot is before
-    con.execute("UPDATE dialplan SET match_exp = '^\\+33' WHERE id = 99")
-    con.commit()
-    con.close()
+    execute(db_url, "UPDATE dialplan SET match_exp = '^33' WHERE id = 99")
     result = await server.reload()
     assert result.ok and server.snapshot is not before
 
 
-async def test_cli_reload_talks_to_the_admin_api(server: Server, tmp_path: Path) -> None:
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_cli_reload_talks_to_the_admin_api(server: Server) -> None:
     env = {**os.environ, "PKS_ADMIN_LISTEN": server.settings.admin_listen}
     before = server.snapshot
     proc = await asyncio.create_subprocess_exec(
@@ -125,7 +119,7 @@ def test_sighup_reloads_a_running_proxy(tmp_path: Path) -> None:
     import time
 
     db = tmp_path / "pks.db"
-    seed(db)
+    seed(f"sqlite:///{db}")
     log = tmp_path / "pks.log"
     env = {
         **os.environ,
