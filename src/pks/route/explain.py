@@ -28,7 +28,7 @@ from pks.route.lookup import MATCH_EQUAL, MATCH_REGEX, DialplanRule, lookup
 from pks.route.regex import PcreError, byte_view, compile_pcre
 from pks.route.snapshot import Snapshot
 
-__all__ = ["Explanation", "explain"]
+__all__ = ["Explanation", "address_entry", "explain"]
 
 _KINDS = {1: "customer", 2: "provider"}
 
@@ -62,7 +62,7 @@ def explain(
     copy = dataclasses.replace(snapshot, rr=_copy_rr(snapshot.rr))
     decision = route(copy, ip, port, number or None, is_usable)
     peer = authorize(snapshot, ip, port)
-    entry = _address_entry(snapshot, ip, port) if peer is not None else None
+    entry = address_entry(snapshot, ip, port) if peer is not None else None
     address = None
     if peer is not None:
         address = {
@@ -122,7 +122,7 @@ def _until_match(steps: tuple[dict[str, Any], ...]) -> tuple[dict[str, Any], ...
     return tuple(out)
 
 
-def _address_entry(snapshot: Snapshot, ip: str, port: int) -> AddressEntry | None:
+def address_entry(snapshot: Snapshot, ip: str, port: int) -> AddressEntry | None:
     """The loaded row that :func:`authorize` used (same precedence, §1.3)."""
     try:
         source = ipaddress.ip_address(ip.strip("[]"))
