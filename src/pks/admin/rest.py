@@ -7,7 +7,7 @@ is false only when the tables already held a problem that stops a reload — ``r
 says which). A refused write is a 4xx ``{"detail", "problems": [...]}`` and writes nothing.
 """
 
-from __future__ import annotations
+# no "from __future__ import annotations": FastAPI must see the body classes, not names
 
 from typing import Annotated, Any, Literal
 

@@ -18,19 +18,10 @@ from pks.server import Server
 
 HOST = "127.0.0.51"
 
-SEED_ADDRESS = """id(int,auto) grp(int) ip_addr(string) mask(int) port(int) tag(string,null)
-1 1 10.1.1.1 32 5060 456
-2 2 8.1.2.2 32 5060 20
-"""
-SEED_DIALPLAN = r"""id(int,auto) dpid(int) pr(int) match_op(int) match_exp(string) match_len(int) subst_exp(string) repl_exp(string) attrs(string)
-1 1 1 1 ^3320202020[0-9]$ 1 0 0 23
-2 2 1 1 +33[1-9][0-9]+$ 12 0 0 21
-3 2 1 1 ^\\+33[1-9][0-9]+$ 12 1 1 201
-"""
-SEED_DISPATCHER = """id(int,auto) setid(int) destination(string) flags(int) priority(int) attrs(string) description(string)
-1 23 sip:1.1.1.1:5060 0 0 prov=ovh ovh
-2 21 sip:8.1.1.1:5060 0 0 socketname=ipbx;cust=celea celea
-"""
+SEED = Path(__file__).parents[2] / "cli" / "seed"  # the seed README's tables, verbatim
+SEED_ADDRESS = (SEED / "address").read_text()
+SEED_DIALPLAN = (SEED / "dialplan").read_text()
+SEED_DISPATCHER = (SEED / "dispatcher").read_text()
 # the seed's two defects corrected: match_len 0 for row 1, an escaped and anchored '+' in row 2
 FIXED_DIALPLAN = SEED_DIALPLAN.replace("[0-9]$ 1 0 0 23", "[0-9]$ 0 0 0 23").replace(
     "2 2 1 1 +33", "2 2 1 1 ^\\\\+33"
