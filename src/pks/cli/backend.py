@@ -15,8 +15,6 @@ import httpx
 
 from pks.cli.output import fail, note
 from pks.config import Settings
-from pks.provision import ProvisionError, peers, tables, transfer
-from pks.provision.store import ensure_tables, read_rows
 
 __all__ = ["ApiBackend", "Backend", "DbBackend", "choose"]
 
@@ -76,12 +74,16 @@ class DbBackend(Backend):
         self.engine = make_engine(settings.db_url)
 
     def call(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
+        from pks.provision import ProvisionError
+
         try:
             return self._dispatch(method, path.removeprefix("/api/v1/").split("/"), body, params)
         except ProvisionError as exc:
             fail(exc.message, exc.problems)
 
     def _dispatch(self, method: str, parts: list[str], body: Any, params: dict[str, Any]) -> Any:
+        from pks.provision import peers, tables, transfer  # only the database mode needs them
+
         e, head = self.engine, parts[0]
         if head in ("customers", "providers"):
             kind = head[:-1]
@@ -120,6 +122,8 @@ class DbBackend(Backend):
         return {"data": data, "applied": False, "reload": "written to the database only"}
 
     def rows(self) -> Any:
+        from pks.provision.store import ensure_tables, read_rows
+
         ensure_tables(self.engine)
         with self.engine.connect() as conn:
             return read_rows(conn)

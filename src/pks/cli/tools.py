@@ -10,9 +10,6 @@ import typer
 from pks.cli.backend import DbBackend
 from pks.cli.context import JsonOption, backend
 from pks.cli.output import emit, fail, note, table
-from pks.provision.peers import parse_source
-from pks.route.explain import explain
-from pks.route.snapshot import SnapshotError, build_snapshot
 
 __all__ = ["export_command", "import_command", "route_app"]
 
@@ -60,6 +57,10 @@ def route_explain(
     if not isinstance(chosen, DbBackend):
         result = chosen.call("GET", "/api/v1/explain", source=source, number=number)
     else:
+        from pks.provision.peers import parse_source
+        from pks.route.explain import explain
+        from pks.route.snapshot import SnapshotError, build_snapshot
+
         note("pks: explaining with the tables in the database (no proxy answers)")
         try:
             ip, _, port = parse_source(source)
