@@ -105,7 +105,7 @@ def list_rows(engine: Engine, table: str) -> list[dict[str, Any]]:
     """Every row of ``table`` in load order, with its owner."""
     rows = _read(engine)
     owners = Owners(rows)
-    return [_dict(table, row, owners) for row in getattr(rows, _attr(table))]
+    return [_dict(table, row, owners) for row in getattr(rows, _known(table))]
 
 
 def get_row(engine: Engine, table: str, row_id: int) -> dict[str, Any]:
@@ -250,10 +250,6 @@ def _known(table: str) -> str:
     return table
 
 
-def _attr(table: str) -> str:
-    return _known(table)
-
-
 def _read(engine: Engine) -> TableRows:
     ensure_tables(engine)
     with engine.connect() as conn:
@@ -261,7 +257,7 @@ def _read(engine: Engine) -> TableRows:
 
 
 def _find(rows: TableRows, table: str, row_id: int) -> Row:
-    for row in getattr(rows, _attr(table)):
+    for row in getattr(rows, _known(table)):
         if row.id == row_id:
             return row  # type: ignore[no-any-return]
     raise NotFound(f"{table} has no row with id {row_id}")

@@ -19,7 +19,6 @@ from pks.provision.transfer import export_tables, import_tables
 
 from .conftest import FIXED_DIALPLAN, SEED_ADDRESS, SEED_DISPATCHER
 
-
 RANGES = [("0", "9"), ("05", "93"), ("120", "987"), ("0000", "0999"), ("1234", "9876"), ("1", "1")]
 
 
