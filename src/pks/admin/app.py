@@ -1,7 +1,11 @@
-"""The management HTTP application (FastAPI), served inside the proxy's event loop.
+"""Beside the data path: the management HTTP application (FastAPI), served inside the
+proxy's event loop.
 
-Routes here only read the server's state or ask it to reload; nothing touches the data path
-directly. ``build_app(server)`` is called once at start-up.
+``GET /status`` (version, uptime, routing loaded), ``POST /reload``, the JSON-RPC endpoint
+``POST /RPC`` (:mod:`pks.admin.rpc`) and the REST resources under ``/api/v1``
+(:mod:`pks.admin.rest`); the OpenAPI description is at ``/openapi.json`` and ``/docs``.
+Nothing here touches the data path directly: writes go through :mod:`pks.provision` and a
+snapshot reload. ``build_app(server)`` is called once at start-up.
 """
 
 from __future__ import annotations
@@ -9,9 +13,14 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
 
 from pks import __version__
+from pks.admin.rest import build_rest
+from pks.admin.rpc import build_rpc
+from pks.admin.service import AdminService, NotReady
+from pks.provision.errors import ProvisionError
 
 if TYPE_CHECKING:
     from pks.server import Server
@@ -19,6 +28,17 @@ if TYPE_CHECKING:
 
 def build_app(server: Server) -> FastAPI:
     app = FastAPI(title="pks-sip-proxy admin API", version=__version__)
+    service = AdminService(server)
+
+    @app.exception_handler(ProvisionError)
+    async def refused(request: Request, exc: ProvisionError) -> JSONResponse:
+        return JSONResponse(
+            status_code=exc.status, content={"detail": exc.message, "problems": exc.problems}
+        )
+
+    @app.exception_handler(NotReady)
+    async def not_ready(request: Request, exc: NotReady) -> JSONResponse:
+        return JSONResponse(status_code=503, content={"detail": str(exc)})
 
     @app.get("/status")
     def status() -> dict[str, Any]:
@@ -39,4 +59,6 @@ def build_app(server: Server) -> FastAPI:
             raise HTTPException(status_code=409, detail=result.message)
         return {"ok": True, "message": result.message}
 
+    app.include_router(build_rpc(service))
+    app.include_router(build_rest(service))
     return app

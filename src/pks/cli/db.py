@@ -27,9 +27,9 @@ def _engine(url: str | None) -> Engine:
     from pks.db.engine import make_engine
 
     if url is None:
-        from pks.cli.main import _settings
+        from pks.cli.context import settings
 
-        url = _settings().db_url
+        url = settings().db_url
     try:
         return make_engine(url)
     except Exception as exc:  # bad URL, unknown driver

@@ -1,45 +1,41 @@
-"""The ``pks`` command: run the proxy, and operate a running one through its admin API."""
+"""Beside the data path: the ``pks`` command — run the proxy, operate a running one through
+its admin API, and provision the tables (through the API, or on the database when no proxy
+runs). Human output is aligned tables; ``--json`` prints JSON; failures exit non-zero
+(1 refused or failed, 2 bad usage or configuration, 3 ``route explain``: not forwarded)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import sys
+from typing import Any
 
-import httpx
 import typer
 
+from pks.cli.context import JsonOption, api, options, settings
 from pks.cli.db import db_app
-from pks.config import ConfigError, Settings
+from pks.cli.output import emit, fail
+from pks.cli.peers import customer_app, provider_app
+from pks.cli.tables import address_app, dialplan_app, dispatcher_app
+from pks.cli.tools import export_command, import_command, route_app
 
 app = typer.Typer(help="pks-sip-proxy: SIP interconnection proxy.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
 
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except (ConfigError, ValueError) as exc:
-        typer.echo(f"pks: configuration error: {exc}", err=True)
-        raise typer.Exit(2) from None
-
-
-def _admin(settings: Settings, method: str, path: str) -> httpx.Response:
-    addr = settings.admin_address
-    headers = {"Authorization": f"Bearer {settings.admin_token}"} if settings.admin_token else {}
-    try:
-        return httpx.request(method, f"http://{addr}{path}", headers=headers, timeout=30)
-    except httpx.HTTPError as exc:
-        typer.echo(f"pks: cannot reach the admin API at {addr}: {exc}", err=True)
-        raise typer.Exit(1) from None
+@app.callback()
+def main_options(
+    db: bool = typer.Option(False, "--db", help="Provision the database (PKS_DB_URL) directly."),
+) -> None:
+    options.force_db = db
 
 
 @app.command()
 def run() -> None:
     """Run the proxy in the foreground (configuration from PKS_* variables)."""
-    settings = _settings()
+    config = settings()
     logging.basicConfig(
-        level=settings.log_level,
+        level=config.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
@@ -49,7 +45,7 @@ def run() -> None:
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        loop.run_until_complete(Server(settings).run())
+        loop.run_until_complete(Server(config).run())
     except Exception as exc:
         logging.getLogger("pks").error("pks: cannot start: %s", exc)
         raise typer.Exit(1) from None
@@ -60,12 +56,38 @@ def run() -> None:
 @app.command()
 def reload() -> None:
     """Reload the routing tables of the running proxy (atomic; the old ones stay on error)."""
-    resp = _admin(_settings(), "POST", "/reload")
-    body = resp.json()
-    if resp.status_code != 200:
-        typer.echo(f"pks: {body.get('detail', body)}", err=True)
-        raise typer.Exit(1)
+    body = api().call("POST", "/reload")
     typer.echo(body["message"])
+
+
+@app.command()
+def status(as_json: bool = JsonOption) -> None:
+    """Version, uptime and routing tables of the running proxy."""
+    body = api().call("GET", "/status")
+
+    def human(s: dict[str, Any]) -> str:
+        routing = s.get("routing")
+        lines = [f"pks {s['version']}, up {s['uptime']:.0f} s",
+                 f"routing: {'loaded' if s['routing_loaded'] else 'NOT loaded'}"]  # fmt: skip
+        if isinstance(routing, dict):
+            lines.append("  " + ", ".join(f"{k} {v}" for k, v in routing.items() if v is not None))
+        if s.get("last_reload"):
+            lines.append(f"last reload: {s['last_reload']}")
+        return "\n".join(lines)
+
+    emit(body, as_json, human)
+    if not body.get("routing_loaded"):
+        fail("routing tables are not loaded")
+
+
+app.add_typer(customer_app, name="customer")
+app.add_typer(provider_app, name="provider")
+app.add_typer(address_app, name="address")
+app.add_typer(dialplan_app, name="dialplan")
+app.add_typer(dispatcher_app, name="dispatcher")
+app.add_typer(route_app, name="route")
+app.command("import")(import_command)
+app.command("export")(export_command)
 
 
 def main() -> None:
