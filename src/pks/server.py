@@ -90,6 +90,10 @@ def core_config(settings: Settings) -> CoreConfig:
         max_forwards=settings.max_forwards,
         server_header=settings.server_header,
         default_socket=settings.default_socket,
+        probe=settings.probe_config,
+        probing_threshold=settings.ds_probing_threshold,
+        inactive_threshold=settings.ds_inactive_threshold,
+        call_max_duration=settings.call_max_duration,
     )
 
 
@@ -151,12 +155,16 @@ class Server:
             except (db_engine.SchemaVersionError, ValueError) as exc:  # LoadError is one
                 return seen, exc
 
+    def _build(self, rows: TableRows) -> Snapshot:
+        """Compile ``rows`` (blocking: call it in a worker thread)."""
+        return build_snapshot(rows, algorithm=self.settings.dispatcher_alg)
+
     async def load_snapshot(self) -> Snapshot:
         """Read the tables and build a snapshot, all off the event loop."""
         _, rows = await asyncio.to_thread(self._read_tables)
         if isinstance(rows, Exception):
             raise rows
-        return await asyncio.to_thread(build_snapshot, rows)
+        return await asyncio.to_thread(self._build, rows)
 
     def database_up(self) -> None:
         state = self.db
@@ -236,7 +244,7 @@ class Server:
             self.db.source = "database"
             return ReloadResult(True, f"reloaded: {live.summary()} (no change)")
         try:
-            snap = await asyncio.to_thread(build_snapshot, rows)
+            snap = await asyncio.to_thread(self._build, rows)
         except SnapshotError as exc:
             return ReloadResult(False, f"reload rejected, previous tables kept: {exc}")
         self.proxy.snapshot = snap
@@ -256,7 +264,7 @@ class Server:
             return await self._snapshot_from_cache(exc)
         if isinstance(rows, Exception):
             raise rows
-        snapshot = await asyncio.to_thread(build_snapshot, rows)
+        snapshot = await asyncio.to_thread(self._build, rows)
         self.seen_fingerprint, self.rows = seen, rows
         self.db.last_change_applied = time.time()
         await self._save_cache(rows)
@@ -272,7 +280,7 @@ class Server:
             ) from None
         try:
             rows, written, source = await asyncio.to_thread(read_cache, path)
-            snapshot = await asyncio.to_thread(build_snapshot, rows)
+            snapshot = await asyncio.to_thread(self._build, rows)
         except (CacheError, SnapshotError) as cache_exc:
             raise StartupError(f"{down}; cannot start from the cache: {cache_exc}") from None
         log.warning(
@@ -302,6 +310,8 @@ class Server:
         await self.transport.start(self.settings.sockets, self._on_message, self._on_send_error)
         sockets = _public(tuple(self.transport.bound))
         self.proxy = Proxy(sockets, core_config(self.settings), snapshot, local_addresses())
+        self.proxy.wall_offset = time.time() - loop.time()
+        self._send_all(self.proxy.start(loop.time()))
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(
                 signal.SIGHUP, lambda: asyncio.ensure_future(self.reload("SIGHUP"))

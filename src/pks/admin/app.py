@@ -52,6 +52,14 @@ def build_app(server: Server) -> FastAPI:
             "database": server.database_status(),
         }
 
+    @app.get("/limits")
+    def limits() -> dict[str, Any]:
+        """Calls counted against limits: per source peer (max_calls) and per gateway (maxload)."""
+        proxy = server.proxy
+        if proxy is None:
+            raise HTTPException(status_code=503, detail="the proxy is not running yet")
+        return proxy.limit_counts()
+
     @app.post("/reload")
     async def reload() -> dict[str, Any]:
         result = await server.reload()

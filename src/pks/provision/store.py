@@ -19,9 +19,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Table, func, inspect, select, text
 
-from pks.db import schema
-from pks.db.engine import ensure_schema
-from pks.db.own import own_metadata, pks_peer, pks_set
+from pks.db import migrate, schema
+from pks.db.own import pks_peer, pks_set
 from pks.provision.errors import Invalid
 from pks.route.rows import AddressRow, DialplanRow, DispatcherRow, PeerRow, SetRow, TableRows
 
@@ -38,8 +37,7 @@ KAMAILIO_TABLES: dict[str, Table] = {
 
 def ensure_tables(engine: Engine) -> None:
     """Create Kamailio's tables and ours when missing (existing tables are never altered)."""
-    ensure_schema(engine)
-    own_metadata.create_all(engine, checkfirst=True)
+    migrate.prepare(engine)
 
 
 def read_rows(conn: Connection) -> TableRows:
