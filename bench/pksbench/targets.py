@@ -188,6 +188,7 @@ class Pks(Target):
             PKS_DB_URL=f"sqlite:///{db}",
             PKS_ADMIN_LISTEN=f"127.0.0.1:{self.admin_port}",
             PKS_LOG_LEVEL="WARNING",
+            PKS_DS_PING_INTERVAL="0",  # as the Kamailio config: no keepalives
         )
         for assignment in extra:
             key, _, value = assignment.partition("=")

@@ -102,6 +102,8 @@ class Proxy:
         self.stats: Counter[str] = Counter()
         self.gateways = GatewayStates(config.probing_threshold, config.inactive_threshold)
         self.prober = ProbeSchedule(config.probe)
+        if config.probe.interval > 0:
+            self.gateways.probing_mode = config.probe.mode
         self.calls = CallTable(self.gateways, config.call_max_duration)
         self.wall_offset = 0.0  # wall-clock time - ``now`` (the server sets it), for displays
         self._snapshot: Snapshot | None = None

@@ -239,6 +239,7 @@ class ProxyProcess:
             "PKS_FR_TIMER": "1.0",
             "PKS_FR_INV_TIMER": "10.0",
             "PKS_UNKNOWN_SOURCE": "drop",
+            "PKS_DS_PING_INTERVAL": "0",  # SIPp UAS scenarios do not answer OPTIONS
             "PKS_ADMIN_LISTEN": str(admin),
             "PKS_LOG_LEVEL": "DEBUG",
             "PYTHONUNBUFFERED": "1",
@@ -475,13 +476,20 @@ class Stage:
         dispatcher: Iterable[DispatcherRow] = (),
         transports: Sequence[str] = ("udp",),
         env: dict[str, str] | None = None,
+        more_sockets: Sequence[str] = (),
     ) -> ProxyProcess:
-        """Write the routing tables, start the proxy on all ``transports`` (one port), wait."""
+        """Write the routing tables, start the proxy on all ``transports`` (one port), wait.
+
+        ``more_sockets`` are extra ``PKS_LISTEN`` entries (the first socket is named public).
+        """
         at = Endpoint(PROXY_IP, self.ports.take())
         admin = Endpoint("127.0.0.1", self.ports.take())
         self.proxy = ProxyProcess(
             self.netns, self.workdir, [(t, at) for t in transports], admin, env
         )
+        if more_sockets:
+            listen = self.proxy._env["PKS_LISTEN"]
+            self.proxy._env["PKS_LISTEN"] = ",".join([f"{listen};name=public", *more_sockets])
         write_database(self.proxy.db_path, address, dialplan, dispatcher)
         self.proxy.start()
         return self.proxy

@@ -225,7 +225,12 @@ def _dest(service: AdminService, dest: Destination, mode: str) -> dict[str, Any]
         if state.get("latency"):
             lat = state["latency"]
             out["LATENCY"] = {"AVG": lat["avg_ms"], "STD": lat["std_ms"], "LAST": lat["last_ms"]}
-        out["RUNTIME"] = {"DLGLOAD": state.get("load", 0)}
+        out["RUNTIME"] = {"DLGLOAD": state.get("load", 0), "MAXLOAD": state.get("maxload")}
+        out["PROBE"] = {
+            key: state.get(key)
+            for key in ("probing", "failures", "successes", "last_code", "last_reason",
+                        "last_probe_at", "latency")
+        }  # fmt: skip
     if mode == "full":
         target = dest.target
         out.update(HOST=target.host, PORT=target.port, PROTOID=target.proto.value,
@@ -246,7 +251,7 @@ async def dispatcher_list(service: AdminService, params: list[Any]) -> Any:
     return {
         "NRSETS": len(sets),
         "RECORDS": [
-            {"SET": {"ID": s.setid,
+            {"SET": {"ID": s.setid, "ALG": s.algorithm,
                      "TARGETS": [{"DEST": _dest(service, d, mode)} for d in s.destinations]}}
             for s in sets
         ],

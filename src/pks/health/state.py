@@ -140,12 +140,19 @@ class DestState:
         self.avg_ms += delta / self.probes
         self._m2 += delta * (ms - self.avg_ms)
 
-    def describe(self) -> dict[str, Any]:
+    def probed(self, mode: str | None) -> bool:
+        """Whether probe rounds in ``mode`` (``all``, ``inactive``, None = off) include us."""
+        if mode is None or not self.probe or self.flags & DISABLED:
+            return False
+        return mode == "all" or bool(self.flags & INACTIVE)
+
+    def describe(self, mode: str | None = None) -> dict[str, Any]:
         """JSON-friendly view for ``dispatcher.list`` and the REST API."""
+        probed = self.probed(mode)
         return {
             "state": self.state,
-            "flags": flags_letters(self.flags),
-            "probing": bool(self.probe and not self.flags & DISABLED),
+            "flags": flags_letters(self.flags | (PROBING if probed else 0)),
+            "probing": probed,
             "load": self.load,
             "maxload": self.maxload or None,
             "failures": self.failures,
@@ -179,7 +186,7 @@ class GatewayStates:
     """Every loaded destination's :class:`DestState`, by (set id, URI, socket name)."""
 
     __slots__ = ("_all_usable", "_states", "inactive_threshold", "ping_active",
-                 "probing_threshold")  # fmt: skip
+                 "probing_mode", "probing_threshold")  # fmt: skip
 
     def __init__(self, probing_threshold: int = 3, inactive_threshold: int = 2) -> None:
         self._states: dict[DestKey, DestState] = {}
@@ -187,6 +194,7 @@ class GatewayStates:
         self.inactive_threshold = max(1, inactive_threshold)
         self.ping_active = True  # dispatcher.ping_active: False pauses probing (standby node)
         self._all_usable: bool | None = True
+        self.probing_mode: str | None = None  # set by the proxy: all, inactive, None = off
 
     @property
     def all_usable(self) -> bool:
@@ -255,7 +263,7 @@ class GatewayStates:
 
     def describe(self, target: Target) -> dict[str, Any] | None:
         state = self._states.get(dest_key(target))
-        return None if state is None else state.describe()
+        return None if state is None else state.describe(self.probing_mode)
 
     def set_state(self, setid: int, uri: str | None, state: str) -> int:
         """Operator override (``dispatcher.set_state``): overwrite the state bits.

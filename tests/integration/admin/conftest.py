@@ -46,6 +46,7 @@ def seeded_db(tmp_path: Path) -> Path:
 @pytest.fixture
 async def server(seeded_db: Path) -> AsyncIterator[Server]:
     settings = Settings(
+        ds_ping_interval=0,
         listen=f"udp:{HOST}:{free_port(HOST, socket.SOCK_DGRAM)};name=ipbx",
         db_url=f"sqlite:///{seeded_db}",
         admin_listen=f"127.0.0.1:{free_port('127.0.0.1')}",

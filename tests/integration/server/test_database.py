@@ -30,6 +30,7 @@ RULE = (
 
 def settings(url: str, **extra: object) -> Settings:
     return Settings(
+        ds_ping_interval=0,
         listen=f"udp:{HOST}:{free_port(HOST)}",
         db_url=url,
         admin_listen=f"127.0.0.1:{free_port('127.0.0.1', socket.SOCK_STREAM)}",

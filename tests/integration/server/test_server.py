@@ -47,6 +47,7 @@ async def server(db_url: str) -> AsyncIterator[Server]:
     seed(db_url)
     port = free_port(HOST)
     settings = Settings(
+        ds_ping_interval=0,
         listen=f"udp:{HOST}:{port}",
         db_url=db_url,
         admin_listen=f"127.0.0.1:{free_port('127.0.0.1', socket.SOCK_STREAM)}",
