@@ -191,6 +191,7 @@ class Settings(BaseSettings):
       ``PKS_DS_INACTIVE_THRESHOLD`` (2), ``PKS_DS_PROBING_MODE`` (``all``),
       ``PKS_DS_PING_FROM``, ``PKS_DS_PING_REPLY_CODES``: gateway health probing.
     - ``PKS_DISPATCHER_ALG`` (``round-robin``): default distribution algorithm.
+    - ``PKS_DNS_SERVERS`` (unset: the system's): DNS servers for gateway names.
     - ``PKS_CALL_MAX_DURATION`` (14400 s): how long an answered call counts against limits
       without a BYE.
     - ``PKS_CONFIG`` (unset): path of a TOML file holding any of the above; environment
@@ -324,6 +325,11 @@ class Settings(BaseSettings):
         "number: round-robin 4, hash-callid 0, hash-from 1, hash-ruri 3, random 6, "
         "priority 8, weighted 9, relative-weight 11); pks_set overrides it per set.",
     )
+    dns_servers: str | None = Field(
+        None,
+        description="DNS servers for gateway names (ip[:port], comma-separated); unset: the "
+        "system's (/etc/resolv.conf).",
+    )
     call_max_duration: float = Field(
         14400.0,
         gt=0,
@@ -383,7 +389,7 @@ class Settings(BaseSettings):
         _codes(value)
         return value
 
-    @field_validator("default_socket", "admin_token", "snapshot_cache")
+    @field_validator("default_socket", "admin_token", "snapshot_cache", "dns_servers")
     @classmethod
     def _empty_is_unset(cls, value: str | None) -> str | None:
         return value or None

@@ -21,6 +21,7 @@ import secrets
 from collections import Counter
 from dataclasses import dataclass, field
 
+from pks.dns.cache import DnsCache
 from pks.forward.calls import CallTable
 from pks.forward.context import Branch, LocalServer, ServerCtx
 from pks.forward.dialog import NextHop, loose_route
@@ -105,6 +106,7 @@ class Proxy:
         if config.probe.interval > 0:
             self.gateways.probing_mode = config.probe.mode
         self.calls = CallTable(self.gateways, config.call_max_duration)
+        self.dns = DnsCache()  # named gateways' addresses, filled by the server's resolver
         self.wall_offset = 0.0  # wall-clock time - ``now`` (the server sets it), for displays
         self._snapshot: Snapshot | None = None
         self.snapshot = snapshot
@@ -390,6 +392,15 @@ class Proxy:
     def _next_branch(self, ctx: ServerCtx, now: float, out: list[Send]) -> None:
         while ctx.next_target < len(ctx.targets):
             target = ctx.targets[ctx.next_target]
+            if target.dns:
+                at = ctx.next_target
+                found = self.dns.expand(target, now)
+                ctx.targets = ctx.targets[:at] + found + ctx.targets[at + 1 :]
+                if not found:
+                    log.info("%s: %s does not resolve, failing over", ctx.label, target.uri)
+                    ctx.finals.append((503, None))
+                    continue
+                target = found[0]
             ctx.next_target += 1
             sock = ctx.forced_socket or self._pick_socket(
                 target.socket_name, target.proto, ctx.inbound.socket
@@ -494,8 +505,9 @@ class Proxy:
         branch.closed = True
         ctx.finals.append((code, None))
         log.info("%s: %s failed: %s", ctx.label, branch.dest, why)
-        if branch.target is not None and branch.target.setid and self.prober.config.interval:
-            self.gateways.call_failed(branch.target, why)
+        target = branch.target
+        if target is not None and target.setid and self.prober.config.interval:
+            self.gateways.call_failed(target, why)
         if ctx.final_sent:
             return
         if not ctx.cancelled and ctx.branch is branch:
@@ -592,6 +604,12 @@ class Proxy:
 
     def _send_probe(self, dest: DestState, now: float, out: list[Send]) -> None:
         target = dest.target
+        if target.dns:
+            found = self.dns.expand(target, now)
+            if not found:
+                self._probe_result(dest, 503, "Name Does Not Resolve", None, now)
+                return
+            target = found[0]
         sock = self._pick_socket(target.socket_name, target.proto, None)
         if sock is None:
             self._probe_result(dest, 500, "Sending keepalive failed", None, now)

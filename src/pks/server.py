@@ -34,6 +34,8 @@ from pks.db import migrate
 from pks.db.cache import CacheError, read_cache, write_cache
 from pks.db.load import load_rows
 from pks.db.watch import ChangeWatcher, Fingerprint, describe_watch, fingerprint
+from pks.dns.refresh import DnsRefresher
+from pks.dns.resolve import Resolver, make_resolver
 from pks.net import Inbound, Send, SocketInfo
 from pks.proxy import CoreConfig, Proxy
 from pks.route.rows import TableRows
@@ -138,6 +140,7 @@ class Server:
         self.rows: TableRows | None = None
         self.seen_fingerprint: Fingerprint | None = None
         self.watcher: ChangeWatcher | None = None
+        self.dns: DnsRefresher | None = None
 
     @property
     def snapshot(self) -> Snapshot | None:
@@ -247,6 +250,8 @@ class Server:
             snap = await asyncio.to_thread(self._build, rows)
         except SnapshotError as exc:
             return ReloadResult(False, f"reload rejected, previous tables kept: {exc}")
+        if self.dns is not None:
+            await self.dns.prime(snap)  # the new names resolve before calls use them
         self.proxy.snapshot = snap
         self.rows = rows
         self.db.source = "database"
@@ -311,6 +316,15 @@ class Server:
         sockets = _public(tuple(self.transport.bound))
         self.proxy = Proxy(sockets, core_config(self.settings), snapshot, local_addresses())
         self.proxy.wall_offset = time.time() - loop.time()
+        proxy = self.proxy
+        self.dns = DnsRefresher(
+            proxy.dns,
+            Resolver(make_resolver(self.settings.dns_servers)),
+            loop.time,
+            lambda: proxy.snapshot,
+        )
+        await self.dns.prime(snapshot)
+        self.dns.start()
         self._send_all(self.proxy.start(loop.time()))
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(
@@ -340,6 +354,8 @@ class Server:
     async def close(self) -> None:
         if self.watcher is not None:
             await self.watcher.stop()
+        if self.dns is not None:
+            await self.dns.close()
         if self._timer is not None:
             self._timer.cancel()
         if self._admin is not None:

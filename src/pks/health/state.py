@@ -306,6 +306,8 @@ class GatewayStates:
         dest = self._states.get(dest_key(target))
         if dest is None or dest.flags & DISABLED or not dest.probe:
             return
+        if dest.target.dns:  # one address of a named gateway: its other ones may be fine
+            return
         before = dest.state
         self.changed()
         dest.failures = max(dest.failures + 1, self.probing_threshold)

@@ -26,14 +26,13 @@ from dataclasses import dataclass
 
 from pks.provision.errors import Invalid
 from pks.route import DPIDS_BY_GROUP, GROUP_CUSTOMER, GROUP_PROVIDER
-from pks.route.dispatch import Resolver
 from pks.route.fnmatch import compile_fnmatch
 from pks.route.lookup import MATCH_EQUAL, MATCH_FNMATCH, MATCH_REGEX
 from pks.route.regex import PcreError, byte_view, compile_pcre
 from pks.route.rows import DialplanRow, TableRows
-from pks.route.snapshot import SnapshotError, build_snapshot, resolve_host
+from pks.route.snapshot import SnapshotError, build_snapshot
 
-__all__ = ["Findings", "caching_resolver", "check_change", "check_rows"]
+__all__ = ["Findings", "check_change", "check_rows"]
 
 _ROUTED_DPIDS = frozenset(d for dpids in DPIDS_BY_GROUP.values() for d in dpids)
 _SET_ID = re.compile(r"-?[0-9]+", re.ASCII)
@@ -52,25 +51,11 @@ class Findings:
         return self.errors + self.warnings
 
 
-def caching_resolver(resolve: Resolver = resolve_host) -> Resolver:
-    """A resolver that asks each host name once (a write checks the tables twice)."""
-    seen: dict[str, str] = {}
-
-    def cached(name: str) -> str:
-        if name not in seen:
-            seen[name] = resolve(name)
-        return seen[name]
-
-    return cached
-
-
-def check_rows(
-    rows: TableRows, *, sockets: Collection[str] | None = None, resolve: Resolver | None = None
-) -> Findings:
+def check_rows(rows: TableRows, *, sockets: Collection[str] | None = None) -> Findings:
     """Every error and warning of ``rows`` (see the module docstring)."""
     errors: list[str] = []
     try:
-        build_snapshot(rows, resolve=resolve or resolve_host, sockets=sockets)
+        build_snapshot(rows, sockets=sockets)
     except SnapshotError as exc:
         errors.extend(_hint(p) for p in exc.problems)
     errors.extend(p for row in rows.dialplan if (p := _never_matches(row)) is not None)
@@ -82,12 +67,10 @@ def check_change(
     after: TableRows,
     *,
     sockets: Collection[str] | None = None,
-    resolve: Resolver | None = None,
 ) -> Findings:
     """Refuse (:class:`Invalid`) a change that adds findings; return the findings left."""
-    resolve = caching_resolver(resolve or resolve_host)
-    old = set(check_rows(before, sockets=sockets, resolve=resolve).all)
-    new = check_rows(after, sockets=sockets, resolve=resolve)
+    old = set(check_rows(before, sockets=sockets).all)
+    new = check_rows(after, sockets=sockets)
     added = [line for line in new.all if line not in old]
     if added:
         raise Invalid("refused, nothing was written", added)

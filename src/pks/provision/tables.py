@@ -25,7 +25,6 @@ from pks.provision.errors import Invalid, NotFound
 from pks.provision.owners import Owners
 from pks.provision.store import KAMAILIO_TABLES, ensure_tables, next_id, read_rows, sync_sequence
 from pks.route.algorithms import parse_algorithm
-from pks.route.dispatch import Resolver
 from pks.route.rows import AddressRow, DialplanRow, DispatcherRow, SetRow, TableRows
 
 __all__ = [
@@ -87,14 +86,13 @@ def write(
     change: Change,
     *,
     sockets: Collection[str] | None = None,
-    resolve: Resolver | None = None,
 ) -> tuple[Any, Findings]:
     """Apply ``change`` in one transaction if the rows it leaves pass the checks."""
     ensure_tables(engine)
     with engine.begin() as conn:
         before = read_rows(conn)
         after, writer = change(before)
-        findings = check_change(before, after, sockets=sockets, resolve=resolve)
+        findings = check_change(before, after, sockets=sockets)
         return writer(conn), findings
 
 

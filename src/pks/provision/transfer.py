@@ -19,7 +19,6 @@ from pks.provision.checks import check_rows
 from pks.provision.dbtext import dump_table, parse_table
 from pks.provision.errors import Invalid
 from pks.provision.store import KAMAILIO_TABLES, ensure_tables, read_rows, sync_sequence
-from pks.route.dispatch import Resolver
 
 __all__ = ["export_tables", "import_tables"]
 
@@ -30,7 +29,6 @@ def import_tables(
     *,
     check_only: bool = False,
     sockets: Collection[str] | None = None,
-    resolve: Resolver | None = None,
 ) -> dict[str, Any]:
     """Replace the tables found in ``files`` (source name → text); :class:`Invalid` if wrong.
 
@@ -46,7 +44,7 @@ def import_tables(
     with engine.begin() as conn:
         current = read_rows(conn)
         candidate = dataclasses.replace(current, **{t.table: t.rows for t in parsed})
-        findings = check_rows(candidate, sockets=sockets, resolve=resolve)
+        findings = check_rows(candidate, sockets=sockets)
         if findings.errors:
             warnings = [f"warning: {w}" for w in findings.warnings]
             raise Invalid("import refused, nothing was written", [*findings.errors, *warnings])

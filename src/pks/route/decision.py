@@ -30,7 +30,10 @@ class Target:
     ``uri`` is the destination as stored (after Kamailio's ``sip:`` fix-up); ``host`` is the
     IP literal to send to (IPv6 without brackets); ``socket_name`` is the listening socket to
     send from (attrs ``sockname=``/``socketname=``), None for the default; ``attrs`` is the
-    row's raw attrs string.
+    row's raw attrs string. ``dns`` says how a host *name* is turned into addresses at call
+    time (RFC 3263, see :mod:`pks.dns`): ``"srv"`` (no port in the URI: SRV, then A/AAAA),
+    ``"a"`` (a port is given: A/AAAA only), ``""`` for an IP literal or an address already
+    resolved from a name.
     """
 
     uri: str
@@ -40,6 +43,7 @@ class Target:
     socket_name: str | None
     setid: int
     attrs: str
+    dns: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,12 +4,14 @@
 Load rules (§3.2–3.5): ``destination`` is a SIP URI ``sip:[user@]host[:port][;params]``; a value
 that does not parse, is longer than 4 characters and does not start with ``sip:`` is
 retried with ``sip:`` prepended (``10.0.0.1:5060`` → ``sip:10.0.0.1:5060``). The host is an IP
-literal or a name resolved once, at build time. ``;transport=udp|tcp`` picks the protocol
-(default UDP, port 5060). We are strict where Kamailio skips a row: an unparsable URI, an
-unresolvable name, a transport we do not serve (``sips:``, tls, sctp, ws) or an unknown
-socket name rejects the whole build, naming the row. attrs are ``name=value;…`` with
-case-insensitive names; the send socket comes from ``sockname=``, else ``socketname=`` (the
-seed's spelling).
+literal or a host name; names are resolved at call time per RFC 3263 (``pks.dns``: SRV when
+no port is given, then A/AAAA; cached with their TTL), so a name that does not resolve fails
+over like a dead gateway instead of failing the load (Kamailio resolves A records once, at
+load). ``;transport=udp|tcp`` picks the protocol (default UDP, port 5060). We are strict
+where Kamailio skips a row: an unparsable URI, a transport we do not serve (``sips:``, tls,
+sctp, ws) or an unknown socket name rejects the whole build, naming the row. attrs are
+``name=value;…`` with case-insensitive names; the send socket comes from ``sockname=``,
+else ``socketname=`` (the seed's spelling).
 
 Set order (§3.4): priority descending, equal priorities in reverse load order. Selection
 (§3.6 alg 4): per set a counter ``last`` (0 after every build); the chosen entry is the first
@@ -45,7 +47,6 @@ __all__ = [
     "Destination",
     "DispatcherSet",
     "DispatcherTable",
-    "Resolver",
     "RoundRobin",
     "compile_dispatcher",
     "ds_hash",
@@ -61,9 +62,6 @@ _SKIP = FLAG_INACTIVE | FLAG_DISABLED
 
 HashKey = Callable[[str], str | None]
 """Algorithm name → the request value it hashes (Call-ID, From user, R-URI user)."""
-
-Resolver = Callable[[str], str]
-"""Host name → IP literal; raises OSError (or ValueError) when the name does not resolve."""
 
 _URI = re.compile(
     r"""(?P<scheme>sips?):
@@ -255,12 +253,11 @@ def ds_hash(first: bytes | None, second: bytes | None = None) -> int:
 
 def compile_dispatcher(
     rows: Iterable[DispatcherRow],
-    resolve: Resolver,
     sockets: Collection[str] | None = None,
     set_rows: Iterable[SetRow] = (),
     algorithm: str = DEFAULT_ALGORITHM,
 ) -> tuple[DispatcherTable, list[str]]:
-    """Validate and resolve ``dispatcher`` rows (load order); returns the table and errors.
+    """Validate ``dispatcher`` rows (load order); returns the table and errors.
 
     ``sockets`` is the set of our socket names; when given, an unknown socket name is an error.
     ``set_rows`` override ``algorithm`` (the global default) per set.
@@ -272,10 +269,9 @@ def compile_dispatcher(
             algorithms[set_row.setid] = parse_algorithm(set_row.algorithm)
         except ValueError as exc:
             errors.append(f"pks_set setid {set_row.setid}: {exc}")
-    resolved: dict[str, str] = {}
     members: dict[int, list[tuple[int, Destination]]] = {}
     for position, row in enumerate(rows):
-        destination = _destination(row, resolve, resolved, sockets, errors)
+        destination = _destination(row, sockets, errors)
         if destination is not None:
             members.setdefault(row.setid, []).append((position, destination))
     sets: dict[int, DispatcherSet] = {}
@@ -316,10 +312,8 @@ def parse_attrs(attrs: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-def _destination(  # noqa: C901 - one check per load rule
+def _destination(
     row: DispatcherRow,
-    resolve: Resolver,
-    resolved: dict[str, str],
     sockets: Collection[str] | None,
     errors: list[str],
 ) -> Destination | None:
@@ -346,6 +340,7 @@ def _destination(  # noqa: C901 - one check per load rule
         errors.append(f"{where}: destination {uri!r}: port {port} is not in 1..65535")
         return None
     host = match["host"]
+    dns = ""
     if host.startswith("["):
         try:
             address = str(ipaddress.IPv6Address(host[1:-1]))
@@ -359,13 +354,8 @@ def _destination(  # noqa: C901 - one check per load rule
             if len(host) > _MAX_HOST or not _HOSTNAME.fullmatch(host):
                 errors.append(f"{where}: destination {uri!r}: {host!r} is not a host name")
                 return None
-            if host not in resolved:
-                try:
-                    resolved[host] = resolve(host)
-                except (OSError, ValueError) as exc:
-                    errors.append(f"{where}: destination {uri!r}: cannot resolve {host}: {exc}")
-                    return None
-            address = resolved[host]
+            address = host.lower().rstrip(".")
+            dns = "a" if match["port"] else "srv"
     attr_map = parse_attrs(row.attrs)
     names = dict(attr_map)
     socket_name = names.get("sockname") or names.get("socketname") or None
@@ -373,7 +363,7 @@ def _destination(  # noqa: C901 - one check per load rule
         known = ", ".join(sorted(sockets)) or "none"
         errors.append(f"{where}: socket name {socket_name!r} is not ours (we have: {known})")
         return None
-    target = Target(uri, address, port, proto, socket_name, row.setid, row.attrs)
+    target = Target(uri, address, port, proto, socket_name, row.setid, row.attrs, dns)
     return Destination(
         id=row.id,
         setid=row.setid,

@@ -1,6 +1,6 @@
 """Beside the data path: table rows → one immutable, validated routing :class:`Snapshot`.
 
-``build_snapshot`` runs off the event loop (it may resolve gateway host names) whenever the
+``build_snapshot`` runs off the event loop (large tables take a while) whenever the
 tables are (re)loaded; the server then swaps its snapshot reference in one assignment, so
 in-flight requests keep the snapshot they started with. Validation follows Kamailio's load
 rules per table (see :mod:`~pks.route.authorize`, :mod:`~pks.route.lookup`,
@@ -13,7 +13,6 @@ a reload builds a new snapshot and so resets them, like Kamailio's ``dispatcher.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
@@ -22,14 +21,13 @@ from pks.route.authorize import AddressEntry, AddressTable, compile_address
 from pks.route.dispatch import (
     DispatcherSet,
     DispatcherTable,
-    Resolver,
     RoundRobin,
     compile_dispatcher,
 )
 from pks.route.lookup import DialplanRule, DialplanTable, compile_dialplan
 from pks.route.rows import TableRows
 
-__all__ = ["Snapshot", "SnapshotError", "SnapshotSummary", "build_snapshot", "resolve_host"]
+__all__ = ["Snapshot", "SnapshotError", "SnapshotSummary", "build_snapshot"]
 
 
 class SnapshotError(ValueError):
@@ -112,35 +110,23 @@ class Snapshot:
         return tuple(self.dispatcher.sets.values())
 
 
-def resolve_host(name: str) -> str:
-    """The first IPv4 address of ``name`` (else its first IPv6 address), via getaddrinfo."""
-    infos = socket.getaddrinfo(name, None, type=socket.SOCK_DGRAM)
-    for family in (socket.AF_INET, socket.AF_INET6):
-        for info in infos:
-            if info[0] == family:
-                return str(info[4][0]).split("%", 1)[0]
-    raise OSError(f"no IPv4 or IPv6 address for {name}")
-
-
 def build_snapshot(
     rows: TableRows,
     *,
     now: float | None = None,
-    resolve: Resolver = resolve_host,
     sockets: Collection[str] | None = None,
     algorithm: str = DEFAULT_ALGORITHM,
 ) -> Snapshot:
     """Validate and compile every table; raise :class:`SnapshotError` naming each bad row.
 
-    ``now`` is recorded as ``built_at``. ``resolve`` turns gateway host names into IP
-    literals (blocking: call this off the event loop). ``sockets``, when given, are our
+    ``now`` is recorded as ``built_at``. ``sockets``, when given, are our
     socket names: a gateway naming another one fails the build. ``algorithm`` is the
     dispatcher algorithm of sets without a ``pks_set`` override.
     """
     address, address_errors = compile_address(rows.address)
     dialplan, dialplan_errors = compile_dialplan(rows.dialplan)
     dispatcher, dispatcher_errors = compile_dispatcher(
-        rows.dispatcher, resolve, sockets, rows.sets, algorithm
+        rows.dispatcher, sockets, rows.sets, algorithm
     )
     problems = address_errors + dialplan_errors + dispatcher_errors
     if problems:

@@ -1,4 +1,4 @@
-"""Fixtures for the routing tests: a snapshot builder (no DNS) and the seed's example tables.
+"""Fixtures for the routing tests: a snapshot builder and the seed's example tables.
 
 Helpers are handed out as fixtures (``build``, ``seed_rows``, ``seed``) so test modules never
 import this file.
@@ -14,28 +14,15 @@ from pks.route.rows import AddressRow, DialplanRow, DispatcherRow, TableRows
 from pks.route.snapshot import Snapshot, build_snapshot
 
 
-def fake_resolver(names: dict[str, str]) -> Callable[[str], str]:
-    def resolve(name: str) -> str:
-        try:
-            return names[name]
-        except KeyError:
-            raise OSError(f"Name or service not known: {name}") from None
-
-    return resolve
-
-
 def _build(
     address: tuple[AddressRow, ...] = (),
     dialplan: tuple[DialplanRow, ...] = (),
     dispatcher: tuple[DispatcherRow, ...] = (),
     **kwargs: object,
 ) -> Snapshot:
-    """A snapshot from rows; host names resolve through ``names`` (no DNS in unit tests)."""
-    names = kwargs.pop("names", {})
-    assert isinstance(names, dict)
+    """A snapshot from rows."""
     return build_snapshot(
         TableRows(address, dialplan, dispatcher),
-        resolve=fake_resolver(names),
         **kwargs,  # type: ignore[arg-type]
     )
 
@@ -63,7 +50,7 @@ Builder = Callable[..., Snapshot]
 
 @pytest.fixture
 def build() -> Builder:
-    """``build(address=(), dialplan=(), dispatcher=(), names={}, sockets=…, now=…)``."""
+    """``build(address=(), dialplan=(), dispatcher=(), sockets=…, now=…)``."""
     return _build
 
 

@@ -7,7 +7,6 @@ import pytest
 from pks.net import Proto
 from pks.route import DispatcherRow, SnapshotError, Target, select
 from pks.route.dispatch import parse_attrs
-from pks.route.snapshot import resolve_host
 
 
 def gw(id: int, port: int, *, setid: int = 1, flags: int = 0, priority: int = 0, attrs: str = ""):
@@ -111,37 +110,26 @@ def test_hook_never_revives_flagged_entries(build) -> None:
         ("sip:1.1.1.1;transport=TCP", "sip:1.1.1.1;transport=TCP", "1.1.1.1", 5060, Proto.TCP),
         ("sip:gw@1.1.1.1:5070;lr", "sip:gw@1.1.1.1:5070;lr", "1.1.1.1", 5070, Proto.UDP),
         ("SIP:[2001:DB8::1]:5080", "SIP:[2001:DB8::1]:5080", "2001:db8::1", 5080, Proto.UDP),
-        ("sip:gw.example.net:5062", "sip:gw.example.net:5062", "192.0.2.7", 5062, Proto.UDP),
     ],
 )
 def test_destination_forms(
     build, destination: str, uri: str, host: str, port: int, proto: Proto
 ) -> None:
     row = DispatcherRow(1, 9, destination, 0, 0, "", "")
-    snap = build(dispatcher=(row,), names={"gw.example.net": "192.0.2.7"})
+    snap = build(dispatcher=(row,))
     assert select(snap, 9) == (Target(uri, host, port, proto, None, 9, ""),)
 
 
-def test_host_names_are_resolved_once_per_build(build) -> None:
-    calls: list[str] = []
-
-    def resolve(name: str) -> str:
-        calls.append(name)
-        return "192.0.2.1"
-
+def test_host_names_are_resolved_at_call_time_srv_without_port(build) -> None:
     rows = (
-        DispatcherRow(1, 1, "sip:gw.example.net", 0, 0, "", ""),
-        DispatcherRow(2, 2, "sip:gw.example.net:5070", 0, 0, "", ""),
+        DispatcherRow(1, 1, "sip:GW.example.net.", 0, 0, "", ""),
+        DispatcherRow(2, 2, "sip:gw.example.net:5070;transport=tcp", 0, 0, "", ""),
     )
-    from pks.route import TableRows, build_snapshot
-
-    build_snapshot(TableRows(dispatcher=rows), resolve=resolve)
-    assert calls == ["gw.example.net"]
-
-
-def test_real_resolver_uses_the_system(build) -> None:
-    assert resolve_host("localhost") in ("127.0.0.1", "::1")
-    assert resolve_host("127.0.0.2") == "127.0.0.2"
+    snap = build(dispatcher=rows)
+    (srv,) = select(snap, 1)
+    (a,) = select(snap, 2)
+    assert (srv.host, srv.port, srv.dns) == ("gw.example.net", 5060, "srv")
+    assert (a.host, a.port, a.proto, a.dns) == ("gw.example.net", 5070, Proto.TCP, "a")
 
 
 @pytest.mark.parametrize(
@@ -158,7 +146,6 @@ def test_real_resolver_uses_the_system(build) -> None:
         ("sip:1.1.1.1;transport=tls", "transport 'tls' is not udp or tcp"),
         ("sip:[::zz]", "is not a SIP URI"),
         ("sip:[1.2.3.4]", "[1.2.3.4] is not an IPv6 address"),
-        ("sip:nowhere.invalid", "cannot resolve nowhere.invalid"),
     ],
 )
 def test_bad_destination_rejects_the_build(build, destination: str, reason: str) -> None:
