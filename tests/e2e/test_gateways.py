@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -131,3 +132,36 @@ def test_carrier_call_on_public_socket_reaches_the_pbx_from_the_private_one(
     assert len(served.requests("ACK")) == 1
     bye = served.requests("BYE")[0]
     assert bye.via_hosts()[0] == private.ip
+
+
+def test_gateway_named_by_srv_is_called_and_fails_over_between_targets(stage: Stage) -> None:
+    caller, dead, alive = stage.endpoint(), stage.endpoint(), stage.endpoint()
+    dns_at = Endpoint("127.0.0.53", stage.ports.take())
+    zone = stage.workdir / "zone.txt"
+    zone.write_text(
+        f"_sip._udp.gw.test. 60 IN SRV 10 0 {dead.port} dead.gw.test.\n"
+        f"_sip._udp.gw.test. 60 IN SRV 20 0 {alive.port} alive.gw.test.\n"
+        f"dead.gw.test. 60 IN A {dead.ip}\n"
+        f"alive.gw.test. 60 IN A {alive.ip}\n"
+    )
+    server = stage.netns.popen(
+        [sys.executable, str(Path(__file__).parents[1] / "dnstest.py"), dns_at.ip,
+         str(dns_at.port), str(zone)], stdout=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert server.stdout is not None and server.stdout.readline().startswith(b"ready")
+        callee = stage.uas("uas_answer.xml", alive)
+        proxy = stage.start_proxy(
+            address=[customer(caller)],
+            dialplan=[regex_rule(2, r"^\+33", SET)],
+            dispatcher=[(SET, "sip:gw.test", 0, 0, "", "named")],
+            env={"PKS_DNS_SERVERS": str(dns_at)},
+        )
+        calls = stage.uac("uac_call.xml", caller, proxy.at(), service=NUMBER, calls=2,
+                          limit=1)  # fmt: skip
+        assert calls.counts == (2, 0), calls
+        assert len(callee.stop().requests("INVITE")) == 2
+        assert invites_to(proxy.log(), dead) == 2  # each call tried the first SRV target first
+    finally:
+        server.kill()
+        server.wait()

@@ -193,3 +193,22 @@ def test_peer_limit_answers_503_until_a_bye() -> None:
     net.deliver(bye, PBX)
     again = net.deliver(invite(OFFNET, PBX, call_id="c", branch="z9hG4bKc"), PBX)
     assert msgs(again, GW1) or msgs(again, GW2)
+
+
+def test_named_gateway_expands_to_its_addresses_and_fails_over_between_them() -> None:
+    from pks.dns.cache import Resolution, dns_key
+
+    rows = seed_rows(dispatcher=(DispatcherRow(2, 21, "sip:gw.test", 0, 0, "", ""),))
+    net = Net.make(rows, fr_timer=1.0)
+    named = net.proxy.snapshot.dispatcher.sets[21].targets[0]
+    out = net.deliver(invite(OFFNET, PBX, call_id="n1", branch="z9hG4bKn1"), PBX)
+    assert [m.status for m in msgs(out, PBX)] == [100, 503]  # not resolved: like a dead one
+    assert dns_key(named) in net.proxy.dns.wanted
+    net.proxy.dns.put(dns_key(named), Resolution(((GW1.host, GW1.port), (GW2.host, GW2.port)),
+                                                 net.now + 30))  # fmt: skip
+    out = net.deliver(invite(OFFNET, PBX, call_id="n2", branch="z9hG4bKn2"), PBX)
+    assert len(msgs(out, GW1)) == 1
+    out = net.advance(1.0)  # GW1 silent: the next SRV target
+    assert len([m for m in msgs(out, GW2) if m.method == "INVITE"]) == 1
+    net.advance(40.0)  # past the TTL: the name is wanted again and calls fail over
+    assert net.proxy.dns.expand(named, net.now) == ()
