@@ -84,8 +84,8 @@ def test_unreachable_dns_server_is_a_failure_not_a_hang() -> None:
 
 
 def test_refresher_primes_and_the_cache_expands_in_failover_order(dns_server) -> None:
-    rows = TableRows(dispatcher=(DispatcherRow(1, 7, "sip:gw.test", 0, 0, "", ""),
-                                 DispatcherRow(2, 7, "sip:nowhere.test:5062", 0, 0, "", "")))  # fmt: skip
+    named = DispatcherRow(1, 7, "sip:gw.test", 0, 0, "", "")
+    rows = TableRows(dispatcher=(named, DispatcherRow(2, 7, "sip:nowhere.test:5062", 0, 0, "", "")))
     snap = build_snapshot(rows)
     cache = DnsCache()
     clock = [1000.0]
