@@ -89,11 +89,11 @@ def wait_reload(proxy: ProxyProcess, after: int, committed: float) -> float:
     return time.monotonic() - committed
 
 
-def api_reload(stage: Stage, admin: Endpoint) -> None:
-    """``pks reload`` against the admin API at ``admin``, from inside the namespace."""
+def pks_cli(stage: Stage, admin: Endpoint, *argv: str) -> None:
+    """``pks ARGV…`` against the admin API at ``admin``, from inside the namespace."""
     env = {**os.environ, "PKS_ADMIN_LISTEN": str(admin)}
     done = stage.netns.popen(
-        [sys.executable, "-m", "pks", "reload"],
+        [sys.executable, "-m", "pks", *argv],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -113,15 +113,12 @@ def test_a_customer_added_on_one_instance_routes_on_the_other(
     b, _ = start_proxy(stage, "127.0.0.3", url, "b")
     stage.proxy = b  # its log goes into a failure report
     try:
-        # a customer added "through instance A": written, then A told to reload by its API
+        # a customer added through instance A's API (pks customer add talks to it)
         before_b = reloads(b)
-        execute(
-            url,
-            address(first, 1, "acme"),
-            "INSERT INTO pks_peer (kind, name, tag, setid) VALUES ('customer', 'acme', 'acme', 23)",
-        )
-        committed = time.monotonic()
-        api_reload(stage, a_admin)
+        committed = time.monotonic()  # before the CLI starts: an upper bound of the delay
+        pks_cli(stage, a_admin, "customer", "add", "acme", "--source",
+                f"{first.ip}:{first.port}", "--gateway", first.sip_uri(), "--did",
+                "33299999990")  # fmt: skip
         delay_api = wait_reload(b, before_b, committed)
         calls = stage.uac("uac_call.xml", first, b.at(), service=E164)
         assert calls.counts == (1, 0), f"{calls}\n{b.log()[-3000:]}"
