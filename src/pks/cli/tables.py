@@ -169,8 +169,21 @@ def dispatcher_state(as_json: bool = JsonOption) -> None:
     """The live gateways of every set with their state (like kamcmd dispatcher.list)."""
     result = api().rpc("dispatcher.list")
     rows = [
-        {"set": r["SET"]["ID"], "uri": d["DEST"]["URI"], "flags": d["DEST"]["FLAGS"],
-         "priority": d["DEST"]["PRIORITY"], "state": d["DEST"].get("STATE")}
+        {"set": r["SET"]["ID"], "alg": r["SET"].get("ALG"), "uri": d["DEST"]["URI"],
+         "flags": d["DEST"]["FLAGS"], "priority": d["DEST"]["PRIORITY"],
+         "state": d["DEST"].get("STATE"), "calls": d["DEST"].get("RUNTIME", {}).get("DLGLOAD"),
+         **_probe_columns(d["DEST"].get("PROBE") or {})}
         for r in result["RECORDS"] for d in r["SET"]["TARGETS"]
     ]  # fmt: skip
-    emit(result, as_json, lambda _: table(rows, ["set", "uri", "flags", "priority", "state"]))
+    columns = ["set", "alg", "uri", "flags", "priority", "state", "calls", "last", "avg_ms"]
+    emit(result, as_json, lambda _: table(rows, columns))
+
+
+def _probe_columns(probe: dict[str, Any]) -> dict[str, Any]:
+    """The last probe answer and the average probe latency, for the state table."""
+    latency = probe.get("latency") or {}
+    last = probe.get("last_code")
+    return {
+        "last": "" if last is None else f"{last} {probe.get('last_reason') or ''}".strip(),
+        "avg_ms": latency.get("avg_ms", ""),
+    }

@@ -34,7 +34,7 @@ from pks.db.own import pks_peer, pks_set
 from pks.provision.errors import Conflict, Invalid, NotFound
 from pks.provision.numbers import parse_number
 from pks.provision.owners import DPID_OF_KIND, GROUP_OF_KIND, owned_rows
-from pks.provision.store import ensure_tables, read_rows, sync_sequence
+from pks.provision.store import read_all, sync_sequence
 from pks.provision.tables import write
 from pks.route.algorithms import parse_algorithm
 from pks.route.rows import AddressRow, DialplanRow, DispatcherRow, PeerRow, SetRow, TableRows
@@ -82,12 +82,12 @@ def parse_source(spec: str | Mapping[str, Any]) -> tuple[str, int, int]:
 
 def list_peers(engine: Engine, kind: str | None = None) -> list[dict[str, Any]]:
     """Every customer and/or provider, whole (sources, gateways, numbers)."""
-    rows = _read(engine)
+    rows = read_all(engine)
     return [_view(rows, p) for p in rows.peers if kind is None or p.kind == kind]
 
 
 def get_peer(engine: Engine, kind: str, name: str) -> dict[str, Any]:
-    rows = _read(engine)
+    rows = read_all(engine)
     return _view(rows, _find(rows, kind, name))
 
 
@@ -159,12 +159,6 @@ def _kind(kind: str) -> str:
     if kind not in KINDS:
         raise NotFound(f"unknown kind {kind!r} (customer or provider)")
     return kind
-
-
-def _read(engine: Engine) -> TableRows:
-    ensure_tables(engine)
-    with engine.connect() as conn:
-        return read_rows(conn)
 
 
 def _find(rows: TableRows, kind: str, name: str) -> PeerRow:

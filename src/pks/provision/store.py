@@ -20,7 +20,7 @@ from pks.db.load import LoadError, load_rows
 from pks.provision.errors import Invalid
 from pks.route.rows import TableRows
 
-__all__ = ["KAMAILIO_TABLES", "ensure_tables", "next_id", "read_rows", "sync_sequence"]
+__all__ = ["KAMAILIO_TABLES", "ensure_tables", "next_id", "read_all", "read_rows", "sync_sequence"]
 
 KAMAILIO_TABLES: dict[str, Table] = {
     "address": schema.address,
@@ -32,6 +32,13 @@ KAMAILIO_TABLES: dict[str, Table] = {
 def ensure_tables(engine: Engine) -> None:
     """Create Kamailio's tables and ours when missing (existing tables are never altered)."""
     migrate.prepare(engine)
+
+
+def read_all(engine: Engine) -> TableRows:
+    """:func:`read_rows` in its own transaction (tables created first when missing)."""
+    ensure_tables(engine)
+    with engine.connect() as conn:
+        return read_rows(conn)
 
 
 def read_rows(conn: Connection) -> TableRows:

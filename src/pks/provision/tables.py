@@ -23,7 +23,14 @@ from pks.db.own import pks_set
 from pks.provision.checks import Findings, check_change
 from pks.provision.errors import Invalid, NotFound
 from pks.provision.owners import Owners
-from pks.provision.store import KAMAILIO_TABLES, ensure_tables, next_id, read_rows, sync_sequence
+from pks.provision.store import (
+    KAMAILIO_TABLES,
+    ensure_tables,
+    next_id,
+    read_all,
+    read_rows,
+    sync_sequence,
+)
 from pks.route.algorithms import parse_algorithm
 from pks.route.rows import AddressRow, DialplanRow, DispatcherRow, SetRow, TableRows
 
@@ -101,19 +108,19 @@ def write(
 
 def list_rows(engine: Engine, table: str) -> list[dict[str, Any]]:
     """Every row of ``table`` in load order, with its owner."""
-    rows = _read(engine)
+    rows = read_all(engine)
     owners = Owners(rows)
     return [_dict(table, row, owners) for row in getattr(rows, _known(table))]
 
 
 def get_row(engine: Engine, table: str, row_id: int) -> dict[str, Any]:
-    rows = _read(engine)
+    rows = read_all(engine)
     return _dict(table, _find(rows, table, row_id), Owners(rows))
 
 
 def list_sets(engine: Engine) -> list[dict[str, Any]]:
     """Every dispatcher set: id, algorithm (None = the global default), gateway count."""
-    rows = _read(engine)
+    rows = read_all(engine)
     algorithms = {s.setid: s.algorithm for s in rows.sets}
     counts: dict[int, int] = {}
     for d in rows.dispatcher:
@@ -246,12 +253,6 @@ def _known(table: str) -> str:
     if table not in FIELDS:
         raise NotFound(f"unknown table {table!r} (address, dialplan or dispatcher)")
     return table
-
-
-def _read(engine: Engine) -> TableRows:
-    ensure_tables(engine)
-    with engine.connect() as conn:
-        return read_rows(conn)
 
 
 def _find(rows: TableRows, table: str, row_id: int) -> Row:
