@@ -27,6 +27,7 @@ import contextlib
 import hashlib
 import logging
 import sqlite3
+import threading
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, inspect, text
@@ -183,6 +184,7 @@ class ChangeWatcher:
         self._task: asyncio.Task[None] | None = None
         self._checked: Fingerprint | None = None
         self._sqlite: sqlite3.Connection | None = None
+        self._sqlite_lock = threading.Lock()  # a check may still run in its thread at stop()
         self._data_version: int | None = None
 
     def start(self) -> None:
@@ -194,9 +196,13 @@ class ChangeWatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._sqlite is not None:
-            self._sqlite.close()
-            self._sqlite = None
+        await asyncio.to_thread(self._close_sqlite)
+
+    def _close_sqlite(self) -> None:
+        with self._sqlite_lock:
+            if self._sqlite is not None:
+                self._sqlite.close()
+                self._sqlite = None
 
     async def _run(self) -> None:
         backoff = self.interval
@@ -255,9 +261,10 @@ class ChangeWatcher:
         path = self.engine.url.database
         if self.engine.url.get_backend_name() != "sqlite" or not path or path == ":memory:":
             return False
-        if self._sqlite is None:
-            self._sqlite = sqlite3.connect(path, check_same_thread=False)
-        version = self._sqlite.execute("PRAGMA data_version").fetchone()[0]
+        with self._sqlite_lock:
+            if self._sqlite is None:
+                self._sqlite = sqlite3.connect(path, check_same_thread=False)
+            version = self._sqlite.execute("PRAGMA data_version").fetchone()[0]
         unchanged = version == self._data_version and self._checked is not None
         self._data_version = version
         # a reload elsewhere (API) may have read other rows than our last check: compare
