@@ -1,5 +1,6 @@
-"""The real server in-process (UDP on loopback, SQLite, admin API on a free port) and an
-HTTP client talking to it over loopback."""
+"""The real server in-process (UDP on loopback, admin API on a free port) on each database
+engine (SQLite, PostgreSQL, MariaDB: the ``db_url`` fixture), and an HTTP client talking to
+it over loopback."""
 
 from __future__ import annotations
 
@@ -35,20 +36,21 @@ def free_port(host: str, kind: int = socket.SOCK_STREAM) -> int:
 
 
 @pytest.fixture
-def seeded_db(tmp_path: Path) -> Path:
+def seeded_url(db_url: str) -> str:
     """The seed's three tables, corrected; socket 'ipbx' exists on the test server."""
-    db = tmp_path / "pks.db"
     files = {"a": SEED_ADDRESS, "d": FIXED_DIALPLAN, "g": SEED_DISPATCHER}
-    import_tables(make_engine(f"sqlite:///{db}"), files)
-    return db
+    engine = make_engine(db_url)
+    import_tables(engine, files)
+    engine.dispose()
+    return db_url
 
 
 @pytest.fixture
-async def server(seeded_db: Path) -> AsyncIterator[Server]:
+async def server(seeded_url: str) -> AsyncIterator[Server]:
     settings = Settings(
         ds_ping_interval=0,
         listen=f"udp:{HOST}:{free_port(HOST, socket.SOCK_DGRAM)};name=ipbx",
-        db_url=f"sqlite:///{seeded_db}",
+        db_url=seeded_url,
         admin_listen=f"127.0.0.1:{free_port('127.0.0.1')}",
     )
     srv = Server(settings)
