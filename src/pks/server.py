@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import socket
@@ -325,6 +326,10 @@ class Server:
         )
         await self.dns.prime(snapshot)
         self.dns.start()
+        # the tables (up to millions of objects) never form garbage cycles: keep the cyclic
+        # collector from walking them again and again (a full collection stalls the loop)
+        gc.collect()
+        gc.freeze()
         self._send_all(self.proxy.start(loop.time()))
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(

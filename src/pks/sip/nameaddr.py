@@ -7,6 +7,7 @@ addr-spec form (no ``<>``) every ``;param`` belongs to the header, not to the UR
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -52,6 +53,7 @@ def _quoted(text: str) -> tuple[str, str]:
     raise ParseError("unterminated quoted display name")
 
 
+@functools.lru_cache(maxsize=16384)
 def parse_name_addr(text: str) -> NameAddr:
     """Parse one name-addr or addr-spec value (with its header params)."""
     text = text.strip()

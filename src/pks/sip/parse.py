@@ -16,22 +16,47 @@ from pks.sip.message import Header, Message
 
 _TOKEN = re.compile(rb"[A-Za-z0-9\-.!%*_+`'~]+\Z")
 _VERSION = re.compile(rb"SIP/\d+\.\d+\Z", re.I)
-_known_names: set[bytes] = set()
+_keys: dict[bytes, str] = {}  # raw header name (as written, with any blanks before ':') → key
 
 
 def _header_key(name: bytes) -> str:
-    if name not in _known_names:
-        if not _TOKEN.match(name):
-            raise ParseError(f"bad header name {name[:40]!r}")
-        if len(_known_names) < 4096:
-            _known_names.add(name)
-    return names.key(name)
+    """The key of a raw header name; validates and remembers names not seen before."""
+    key = _keys.get(name)
+    if key is None:
+        bare = name.rstrip(b" \t")
+        if not bare:
+            raise ParseError("header line without a name")
+        if not _TOKEN.match(bare):
+            raise ParseError(f"bad header name {bare[:40]!r}")
+        key = names.key(bare)
+        if len(_keys) < 4096:
+            _keys[name] = key
+    return key
 
 
 def _split_headers(head: bytes) -> list[Header]:
-    headers: list[Header] = []
+    """Header lines → Header values; the common case (no folded line) in one tight loop."""
     if not head:
-        return headers
+        return []
+    if b"\r\n " in head or b"\r\n\t" in head or head[:1] in (b" ", b"\t"):
+        return _split_folded(head)
+    keys = _keys
+    headers: list[Header] = []
+    append = headers.append
+    for line in head.split(b"\r\n"):
+        name, colon, value = line.partition(b":")
+        key = keys.get(name)
+        if key is None:
+            if not colon:
+                raise ParseError(f"header line without a name: {line[:40]!r}")
+            key = _header_key(name)
+        append(Header(key, line, value.strip()))
+    return headers
+
+
+def _split_folded(head: bytes) -> list[Header]:
+    """The general case: continuation lines (RFC 3261 §7.3.1 folding) joined to their header."""
+    headers: list[Header] = []
     for line in head.split(b"\r\n"):
         first = line[:1]
         if first == b" " or first == b"\t":
@@ -44,10 +69,7 @@ def _split_headers(head: bytes) -> list[Header]:
         colon = line.find(b":")
         if colon <= 0:
             raise ParseError(f"header line without a name: {line[:40]!r}")
-        name = line[:colon]
-        if name[-1:] in (b" ", b"\t"):
-            name = name.rstrip(b" \t")
-        headers.append(Header(_header_key(name), line, line[colon + 1 :].strip()))
+        headers.append(Header(_header_key(line[:colon]), line, line[colon + 1 :].strip()))
     return headers
 
 

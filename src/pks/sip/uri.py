@@ -7,6 +7,7 @@ a ``Uri`` with only ``scheme`` and ``opaque`` set, so that sanity can answer 416
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote_to_bytes
@@ -109,8 +110,13 @@ def _parse_hostport(text: str) -> tuple[str, int | None]:
     return host, port
 
 
+@functools.lru_cache(maxsize=16384)
 def parse_uri(text: str) -> Uri:
-    """Parse a URI; raises ParseError on a malformed SIP/SIPS URI."""
+    """Parse a URI; raises ParseError on a malformed SIP/SIPS URI.
+
+    Memoized (bounded LRU): the same text — a caller's Contact, a From or To that every
+    message of a call repeats — is parsed once; ``Uri`` is immutable, so sharing is safe.
+    """
     if _NOT_IN_URI.search(text):
         raise ParseError(f"illegal character in URI {text!r}")
     scheme, colon, rest = text.partition(":")
