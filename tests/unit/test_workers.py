@@ -268,3 +268,39 @@ def test_workers_setting(monkeypatch: pytest.MonkeyPatch) -> None:
         Settings(workers="0")
     with pytest.raises(ConfigError, match="port 0"):
         Settings(workers="2", listen="udp:127.0.0.1:0")
+
+
+async def test_a_tcp_send_goes_through_the_worker_holding_the_connection(
+    store_path: str,
+) -> None:
+    from pks.net import Send
+    from pks.workers.node import WorkerNode
+
+    relayed: list[tuple[int, Send]] = []
+    nodes = []
+    for index in range(2):
+        node = WorkerNode(SharedStore(store_path, index))
+        node.channel = Channel(node.store, [PUBLIC, PUBLIC_TCP], lambda *a: None,
+                               lambda op, args: asyncio.sleep(0), lambda op, args: None,
+                               lambda send, index=index: relayed.append((index, send)))  # fmt: skip
+        await node.channel.open()
+        nodes.append(node)
+    n0, n1 = nodes
+    peer = Address("10.0.0.7", 40123)
+    send = Send(b"BYE sip:x SIP/2.0\r\n\r\n", peer, PUBLIC_TCP)
+    try:
+        assert not n0.relay(send)  # nobody holds a connection: open one here
+        n1.claim(PUBLIC_TCP, peer)
+        assert not n1.relay(send)  # the holder sends itself
+        assert n0.relay(send)
+        assert not n0.relay(Send(b"x", Address("10.0.0.7", 40124), PUBLIC_TCP))
+        for _ in range(100):
+            if relayed:
+                break
+            await asyncio.sleep(0.01)
+        assert relayed == [(1, send)]
+        n1.release(PUBLIC_TCP, peer)
+        assert not n0.relay(send)
+    finally:
+        for node in nodes:
+            node.close()

@@ -226,6 +226,13 @@ class GatewayStates:
         """Forget the cached :attr:`all_usable` (called after any state or load change)."""
         self._all_usable = None
 
+    def refresh(self) -> None:
+        """Bring the states up to date before reading them one by one (``is_usable``).
+
+        A no-op in one process; worker processes pull what the others changed. The data
+        path does it through :attr:`all_usable`."""
+        self._fresh()
+
     def _fresh(self) -> None:
         """Pull what other workers changed (worker processes only)."""
         share = self.share

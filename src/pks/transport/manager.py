@@ -15,7 +15,7 @@ from pks.net import Proto, Send, SocketInfo
 from pks.transport.callbacks import MessageHandler, SendErrorHandler
 from pks.transport.listen import open_tcp, open_udp
 from pks.transport.send import Sender
-from pks.transport.tcp import ConnectionTable
+from pks.transport.tcp import ConnectionTable, PeerRegistry
 from pks.transport.udp import UdpEndpoint
 
 __all__ = ["Transport"]
@@ -82,14 +82,21 @@ class Transport:
             await self.close()
             raise
 
-    def send(self, effect: Send) -> None:
+    def send(self, effect: Send, relay: bool = True) -> None:
         """Carry out a `Send` effect; failures are reported to ``on_send_error``, not raised.
 
         Calling it before `start` or after `close` is a programming error (RuntimeError).
+        ``relay=False``: a send another worker relayed to us (never relayed again).
         """
         if self._sender is None:
             raise RuntimeError("Transport.send() outside start() ... close()")
-        self._sender.send(effect)
+        self._sender.send(effect, relay)
+
+    def share_connections(self, registry: PeerRegistry) -> None:
+        """Worker processes: tell ``registry`` of our TCP connections, relay through it."""
+        if self._table is None:
+            raise RuntimeError("Transport.share_connections() before start()")
+        self._table.registry = registry
 
     def sockets_by_name(self, name: str, proto: Proto | None = None) -> tuple[SocketInfo, ...]:
         """The bound sockets called ``name`` (of protocol ``proto`` when given), in order."""

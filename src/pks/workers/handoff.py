@@ -14,7 +14,9 @@ Ownership, decided on the raw bytes before any parsing:
 The channel: each worker has a UDP socket on 127.0.0.1 (its port is in the shared store).
 A datagram starts with the instance's random token (other local programs cannot inject),
 then a kind byte: ``M`` a SIP message handed off (our socket's index, its source address,
-the bytes), ``Q``/``A`` a control query and its answer (JSON), ``N`` a notification.
+the bytes), ``S`` a TCP send relayed to the worker holding the connection (socket index,
+destination, bytes), ``Q``/``A`` a control query and its answer (JSON), ``N`` a
+notification.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pks.net import Address, Inbound, SocketInfo
+from pks.net import Address, Inbound, Send, SocketInfo
 from pks.workers.shared import SharedStore
 
 __all__ = ["Channel", "branch_owner", "branch_prefix", "callid_owner"]
@@ -68,9 +70,11 @@ def callid_owner(data: bytes, workers: int) -> int | None:
     return zlib.crc32(found.group(1).strip()) % workers
 
 
-def pack_message(token: bytes, index: int, source: Address, data: bytes) -> bytes:
+def pack_message(
+    token: bytes, index: int, source: Address, data: bytes, kind: bytes = b"M"
+) -> bytes:
     host = source.host.encode()
-    return b"".join((token, b"M", _HEAD.pack(index, source.port, len(host)), host, data))
+    return b"".join((token, kind, _HEAD.pack(index, source.port, len(host)), host, data))
 
 
 def unpack_message(body: memoryview) -> tuple[int, Address, bytes]:
@@ -81,6 +85,7 @@ def unpack_message(body: memoryview) -> tuple[int, Address, bytes]:
 
 
 MessageSink = Callable[[bytes, Inbound], None]
+SendSink = Callable[[Send], None]
 QueryHandler = Callable[[str, dict[str, Any]], Awaitable[Any]]
 NoticeHandler = Callable[[str, dict[str, Any]], None]
 
@@ -95,6 +100,7 @@ class Channel(asyncio.DatagramProtocol):
         deliver: MessageSink,
         on_query: QueryHandler,
         on_notice: NoticeHandler,
+        on_send: SendSink | None = None,
     ) -> None:
         self.store = store
         self.index = store.index
@@ -103,6 +109,7 @@ class Channel(asyncio.DatagramProtocol):
         self._deliver = deliver
         self._on_query = on_query
         self._on_notice = on_notice
+        self._on_send = on_send
         self._transport: asyncio.DatagramTransport | None = None
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[Any]] = {}
@@ -162,6 +169,19 @@ class Channel(asyncio.DatagramProtocol):
         self.dropped += 1
         return False
 
+    def relay_send(self, holder: int, effect: Send) -> bool:
+        """Pass a TCP send to the worker holding the connection; False if it cannot be."""
+        key = effect.socket.key
+        index = next((i for i, s in enumerate(self.sockets) if s.key == key), None)
+        if index is None:
+            return False
+        payload = pack_message(self.token, index, effect.dest, effect.data, b"S")
+        if self._send(holder, payload):
+            self.sent += 1
+            return True
+        self.dropped += 1
+        return False
+
     def notify(self, op: str, args: dict[str, Any]) -> None:
         """A notification to every other worker (no answer)."""
         payload = self.token + b"N" + json.dumps({"op": op, "args": args}).encode()
@@ -207,6 +227,11 @@ class Channel(asyncio.DatagramProtocol):
                 if index < len(self.sockets):
                     self.received += 1
                     self._deliver(message, Inbound(self.sockets[index], source))
+            elif kind == 0x53 and self._on_send is not None:  # S
+                index, dest, message = unpack_message(body)
+                if index < len(self.sockets):
+                    self.received += 1
+                    self._on_send(Send(message, dest, self.sockets[index]))
             elif kind == 0x51:  # Q
                 query = json.loads(bytes(body))
                 task = asyncio.ensure_future(self._answer(query, addr))

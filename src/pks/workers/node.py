@@ -12,10 +12,11 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import zlib
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from pks.net import Inbound, Proto
+from pks.net import Address, Inbound, Proto, Send, SocketInfo
 from pks.workers.handoff import Channel, branch_owner, branch_prefix, callid_owner
 from pks.workers.shared import GatewayShare, PeerShare, SharedStore, share_selection
 
@@ -30,6 +31,7 @@ log = logging.getLogger("pks.workers")
 
 QUERY_TIMEOUT = 5.0
 RELOAD_TIMEOUT = 60.0
+TCP_BUCKETS = 4096
 
 
 class WorkerNode:
@@ -43,6 +45,7 @@ class WorkerNode:
         self.prefix = branch_prefix(self.index, secrets.token_hex(2))
         self.server: Server | None = None
         self.channel: Channel | None = None
+        self._buckets: dict[int, int] = {}
 
     # -- wiring (called by the server) ----------------------------------------------------
     def adopt(self, snapshot: Snapshot) -> None:
@@ -65,8 +68,10 @@ class WorkerNode:
             server.handle_message,
             self._on_query,
             self._on_notice,
+            self._relayed,
         )
         await self.channel.open()
+        server.transport.share_connections(self)
 
     def ready(self) -> None:
         self.store.set_worker(self.index, pid=os.getpid(), ready=True)
@@ -98,6 +103,43 @@ class WorkerNode:
             ):
                 return
         server.handle_message(data, inbound)
+
+    # -- TCP connections of the instance (pks.transport.tcp.PeerRegistry) -----------------
+    # A fixed table of buckets: (our socket, peer) hashes to a bucket that holds the hash's
+    # upper bits and the index of the worker that last opened or accepted such a connection.
+    def _bucket(self, socket: SocketInfo, peer: Address) -> tuple[int, int]:
+        digest = zlib.crc32(f"{socket.host}|{socket.port}|{peer.host}|{peer.port}".encode())
+        bucket = digest % TCP_BUCKETS
+        word = self._buckets.get(bucket)
+        if word is None:
+            word = self._buckets[bucket] = self.store.slot(("tcp", bucket))
+        return word, (digest // TCP_BUCKETS) << 8
+
+    def claim(self, socket: SocketInfo, peer: Address) -> None:
+        word, check = self._bucket(socket, peer)
+        self.store.put(word, check | (self.index + 1))
+
+    def release(self, socket: SocketInfo, peer: Address) -> None:
+        word, check = self._bucket(socket, peer)
+        if self.store.get(word) == check | (self.index + 1):
+            self.store.put(word, 0)
+
+    def relay(self, effect: Send) -> bool:
+        """A TCP send with no connection here: through the worker holding one, if any."""
+        channel = self.channel
+        if channel is None:
+            return False
+        word, check = self._bucket(effect.socket, effect.dest)
+        value = self.store.get(word)
+        holder = (value & 0xFF) - 1
+        if value & ~0xFF != check or holder in (-1, self.index) or not channel.alive(holder):
+            return False
+        return channel.relay_send(holder, effect)
+
+    def _relayed(self, effect: Send) -> None:
+        server = self.server
+        if server is not None and server.transport is not None:
+            server.transport.send(effect, relay=False)
 
     def _missed_bye(self, call_id: str, from_tag: str | None, to_tag: str | None) -> None:
         if self.channel is not None:
