@@ -15,11 +15,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
-from .harness import Endpoint, Stage, customer, gateway, regex_rule
+from .harness import Endpoint, SippResult, Stage, customer, gateway, regex_rule
 
 pytestmark = pytest.mark.e2e
 
@@ -119,3 +120,29 @@ def test_a_killed_worker_is_replaced(stage: Stage) -> None:
                       limit=4, timeout=30)  # fmt: skip
     assert calls.counts == (10, 0), calls
     assert "worker 1 exited with status -9" in proxy.log()
+
+
+def test_limits_count_the_calls_of_every_worker(stage: Stage) -> None:
+    caller, trunk = stage.endpoint(), stage.endpoint()
+    admin = Endpoint("127.0.0.1", stage.ports.take())
+    stage.uas("uas_answer.xml", trunk)
+    proxy = start(stage, [trunk], caller, admin)
+    results: list[SippResult] = []
+    held = threading.Thread(target=lambda: results.append(stage.uac(
+        "uac_call.xml", caller, proxy.at(), service=NUMBER, calls=6, rate=50, limit=6,
+        pause_ms=4000, timeout=30)))  # fmt: skip
+    held.start()
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            limits = admin_call(stage, admin, {"get": "/limits"})
+            if limits["calls"] == 6:
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"never 6 calls at once: {limits}")
+        assert [g["calls"] for g in limits["gateways"]] == [6]
+    finally:
+        held.join(timeout=40)
+    assert results and results[0].counts == (6, 0), results
+    assert admin_call(stage, admin, {"get": "/limits"})["calls"] == 0
