@@ -117,6 +117,9 @@ def main() -> int:
         default="direct,kamailio,pks",
         help="comma list among direct,kamailio,pks (default: all)",
     )
+    parser.add_argument(
+        "--pks-workers", type=int, default=1, help="PKS_WORKERS of pks in scenario 1 (1)"
+    )
     parser.add_argument("--no-lookups", action="store_true", help="skip scenario 2")
     parser.add_argument("--no-calls", action="store_true", help="skip scenario 1")
     args = parser.parse_args()
@@ -143,7 +146,7 @@ def main() -> int:
     if "kamailio" in wanted:
         targets.append(Kamailio(children=cores))
     if "pks" in wanted and why_not is None:
-        targets.append(Pks(admin_port))
+        targets.append(Pks(admin_port, args.pks_workers))
 
     meta: dict[str, object] = {
         "mode": mode,

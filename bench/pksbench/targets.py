@@ -177,9 +177,11 @@ class Kamailio(Target):
 class Pks(Target):
     """``python -m pks run`` from the benchmark's virtualenv (the project installed editable)."""
 
-    def __init__(self, admin_port: int) -> None:
-        super().__init__("pks", "pks", PKS_IP)
+    def __init__(self, admin_port: int, workers: int = 1) -> None:
+        label = "pks" if workers == 1 else f"pks ({workers} workers)"
+        super().__init__("pks", label, PKS_IP)
         self.admin_port = admin_port
+        self.workers = workers
 
     def launch(self, db: Path, workdir: Path, extra: tuple[str, ...]) -> procs.Proc:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PKS_")}
@@ -189,6 +191,7 @@ class Pks(Target):
             PKS_ADMIN_LISTEN=f"127.0.0.1:{self.admin_port}",
             PKS_LOG_LEVEL="WARNING",
             PKS_DS_PING_INTERVAL="0",  # as the Kamailio config: no keepalives
+            PKS_WORKERS=str(self.workers),
         )
         for assignment in extra:
             key, _, value = assignment.partition("=")

@@ -38,6 +38,7 @@ from pks.route.algorithms import parse_algorithm
 __all__ = ["ConfigError", "Settings", "parse_listen"]
 
 ENV_PREFIX = "PKS_"
+MAX_WORKERS = 64  # the Via branch carries the worker index in two hex digits
 CONFIG_FILE_VAR = "PKS_CONFIG"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -194,6 +195,7 @@ class Settings(BaseSettings):
     - ``PKS_DNS_SERVERS`` (unset: the system's): DNS servers for gateway names.
     - ``PKS_CALL_MAX_DURATION`` (14400 s): how long an answered call counts against limits
       without a BYE.
+    - ``PKS_WORKERS`` (1): worker processes (``auto``: one per core); see docs/workers.md.
     - ``PKS_CONFIG`` (unset): path of a TOML file holding any of the above; environment
       variables win over the file.
 
@@ -337,6 +339,13 @@ class Settings(BaseSettings):
         "call limits if its BYE was never seen.",
     )
 
+    workers: str = Field(
+        "1",
+        description="Worker processes sharing the listening sockets (SO_REUSEPORT): a number "
+        f"from 1 to {MAX_WORKERS}, or auto (one per core). 1 runs the proxy in one process. "
+        "More than one needs fixed ports in listen (no port 0).",
+    )
+
     def __init__(self, **values: Any) -> None:
         try:
             super().__init__(**values)
@@ -358,6 +367,20 @@ class Settings(BaseSettings):
         return init_settings, env_settings, _toml_source(settings_cls, path)
 
     # --- validators ---
+
+    @field_validator("workers", mode="before")
+    @classmethod
+    def _check_workers(cls, value: object, info: ValidationInfo) -> str:
+        text = str(value).strip().lower()
+        count = _worker_count(text)
+        listen = info.data.get("listen")
+        if count > 1 and listen is not None:
+            zero = [str(s) for s in parse_listen(listen) if s.port == 0]
+            if zero:
+                raise ValueError(
+                    f"{count} workers need fixed ports, but {', '.join(zero)} has port 0"
+                )
+        return text
 
     @field_validator("ds_ping_reply_codes")
     @classmethod
@@ -462,9 +485,22 @@ class Settings(BaseSettings):
         )
 
     @cached_property
+    def worker_count(self) -> int:
+        """How many worker processes ``workers`` asks for (1: no supervisor)."""
+        return _worker_count(self.workers)
+
+    @cached_property
     def admin_address(self) -> Address:
         """``admin_listen`` as an `Address`."""
         return _admin_address(self.admin_listen)
+
+
+def _worker_count(text: str) -> int:
+    if text == "auto":
+        return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
+    if not text.isdigit() or not 1 <= int(text) <= MAX_WORKERS:
+        raise ValueError(f"expected a number from 1 to {MAX_WORKERS} or auto, got {text!r}")
+    return int(text)
 
 
 def _codes(text: str) -> frozenset[int]:

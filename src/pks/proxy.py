@@ -97,6 +97,7 @@ class Proxy:
         config: CoreConfig,
         snapshot: Snapshot | None = None,
         local_hosts: tuple[str, ...] = (),
+        branch_prefix: str | None = None,
     ) -> None:
         self.sockets = sockets
         self.config = config
@@ -115,7 +116,8 @@ class Proxy:
         self._heap: list[tuple[float, int, Holder]] = []
         self._armed: dict[int, float] = {}
         self._seq = itertools.count()
-        self._prefix = "z9hG4bKpks" + secrets.token_hex(3)
+        # our Via branches start with it (worker processes put their index in it)
+        self._prefix = branch_prefix or "z9hG4bKpks" + secrets.token_hex(3)
         self._me = self._my_addresses(local_hosts)
 
     # ---- public API -----------------------------------------------------------------------

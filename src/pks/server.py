@@ -11,6 +11,11 @@ Every message goes transport → ``Proxy.receive`` → ``Send`` effects → tran
 in a worker thread, then swaps one reference; a failed build leaves the old one live. A
 database outage never stops routing: the last snapshot stays, ``database`` in ``/status``
 says so, and the watcher reloads when the database is back.
+
+With ``PKS_WORKERS`` > 1 each worker process runs one ``Server`` given a
+:class:`pks.workers.node.WorkerNode`: it binds the sockets with SO_REUSEPORT, hands messages
+that belong to another worker over, and only worker 0 serves the admin API, watches the
+database and writes the cache; worker 0's reloads are made by every worker (docs/workers.md).
 """
 
 from __future__ import annotations
@@ -22,9 +27,10 @@ import logging
 import signal
 import socket
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import DBAPIError
 
@@ -42,6 +48,9 @@ from pks.proxy import CoreConfig, Proxy
 from pks.route.rows import TableRows
 from pks.route.snapshot import Snapshot, SnapshotError, build_snapshot
 from pks.transport import Transport
+
+if TYPE_CHECKING:
+    from pks.workers.node import WorkerNode
 
 log = logging.getLogger("pks.server")
 
@@ -124,8 +133,11 @@ def _public(sockets: tuple[SocketInfo, ...]) -> tuple[SocketInfo, ...]:
 class Server:
     """One pks instance: database, snapshot, proxy core, transport and admin API."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, worker: WorkerNode | None = None) -> None:
         self.settings = settings
+        self.worker = worker
+        self.leads = worker is None or worker.leads
+        """This process serves the admin API, watches the database, writes the cache."""
         self.started_at = time.time()
         self.engine = db_engine.make_engine(settings.db_url)
         self.proxy: Proxy | None = None
@@ -161,7 +173,10 @@ class Server:
 
     def _build(self, rows: TableRows) -> Snapshot:
         """Compile ``rows`` (blocking: call it in a worker thread)."""
-        return build_snapshot(rows, algorithm=self.settings.dispatcher_alg)
+        snapshot = build_snapshot(rows, algorithm=self.settings.dispatcher_alg)
+        if self.worker is not None:
+            self.worker.adopt(snapshot)
+        return snapshot
 
     async def load_snapshot(self) -> Snapshot:
         """Read the tables and build a snapshot, all off the event loop."""
@@ -207,7 +222,7 @@ class Server:
 
     async def _save_cache(self, rows: TableRows) -> None:
         path = self.settings.snapshot_cache
-        if path is None:
+        if path is None or not self.leads:
             return
         try:
             await asyncio.to_thread(write_cache, path, rows, self.db_description)
@@ -223,6 +238,8 @@ class Server:
         rebuilds (gateway host names are resolved again)."""
         async with self._reload_lock:
             result = await self._reload(only_if_changed)
+            if self.worker is not None and self.worker.leads:
+                result = await self.worker.reload_others(result, reason, only_if_changed)
             level = logging.INFO if result.ok else logging.ERROR
             log.log(level, "%s (%s)", result.message, reason)
             self.last_reload = result
@@ -263,7 +280,7 @@ class Server:
     async def _first_snapshot(self) -> Snapshot:
         """The start-up snapshot: from the database, else from the cache, else an error."""
         try:
-            seen, rows = await asyncio.to_thread(self._read_tables, True)
+            seen, rows = await asyncio.to_thread(self._read_tables, self.leads)
         except Exception as exc:
             if not db_engine.is_unreachable(exc):
                 raise
@@ -309,13 +326,22 @@ class Server:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         snapshot = await self._first_snapshot()
+        worker = self.worker
         self.transport = Transport(
             tcp_idle_timeout=self.settings.tcp_idle_timeout,
             max_message_size=self.settings.max_message_size,
+            reuse_port=worker is not None,
         )
-        await self.transport.start(self.settings.sockets, self._on_message, self._on_send_error)
+        receive = self.handle_message if worker is None else worker.on_message
+        await self.transport.start(self.settings.sockets, receive, self._on_send_error)
         sockets = _public(tuple(self.transport.bound))
-        self.proxy = Proxy(sockets, core_config(self.settings), snapshot, local_addresses())
+        self.proxy = Proxy(
+            sockets,
+            core_config(self.settings),
+            snapshot,
+            local_addresses(),
+            branch_prefix=None if worker is None else worker.prefix,
+        )
         self.proxy.wall_offset = time.time() - loop.time()
         proxy = self.proxy
         self.dns = DnsRefresher(
@@ -326,6 +352,8 @@ class Server:
         )
         await self.dns.prime(snapshot)
         self.dns.start()
+        if worker is not None:
+            await worker.start(self)
         # the tables (up to millions of objects) never form garbage cycles: keep the cyclic
         # collector from walking them again and again (a full collection stalls the loop)
         gc.collect()
@@ -336,12 +364,21 @@ class Server:
                 signal.SIGHUP, lambda: asyncio.ensure_future(self.reload("SIGHUP"))
             )
             loop.add_signal_handler(signal.SIGTERM, self._stop.set)
-            loop.add_signal_handler(signal.SIGINT, self._stop.set)
-        await self._start_admin()
-        self.watcher = ChangeWatcher(self.engine, self, self.settings.db_poll_interval)
-        self.watcher.start()
+            if worker is None:  # workers leave Ctrl-C to their supervisor
+                loop.add_signal_handler(signal.SIGINT, self._stop.set)
+        if self.leads:
+            await self._start_admin()
+            self.watcher = ChangeWatcher(self.engine, self, self.settings.db_poll_interval)
+            self.watcher.start()
         listening = ", ".join(str(s) for s in sockets)
-        log.info("pks: ready (version %s) on %s; %s", __version__, listening, snapshot.summary())
+        if worker is None:
+            log.info(
+                "pks: ready (version %s) on %s; %s", __version__, listening, snapshot.summary()
+            )
+        else:
+            log.info("pks: worker %d of %d up on %s; %s", worker.index, worker.workers,
+                     listening, snapshot.summary())  # fmt: skip
+            worker.ready()
 
     async def _start_admin(self) -> None:
         from pks.admin.serve import start_admin
@@ -357,6 +394,8 @@ class Server:
         self._stop.set()
 
     async def close(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
         if self.watcher is not None:
             await self.watcher.stop()
         if self.dns is not None:
@@ -372,8 +411,42 @@ class Server:
         await asyncio.to_thread(self.engine.dispose)
         log.info("pks: stopped")
 
+    # ---- instance-wide figures (every worker's, in worker mode) ----------------------------
+    async def transaction_stats(self) -> tuple[Counter[str], int]:
+        """The proxy's counters and current transactions, summed over every worker."""
+        total: Counter[str] = Counter()
+        current = 0
+        if self.worker is None:
+            if self.proxy is not None:
+                total.update(self.proxy.stats)
+                current = self.proxy.transactions
+            return total, current
+        for worker in await self.worker.all_stats():
+            total.update({str(k): int(v) for k, v in worker.get("stats", {}).items()})
+            current += int(worker.get("transactions", 0))
+        return total, current
+
+    async def limit_counts(self) -> dict[str, object] | None:
+        """Calls counted against limits, for the whole instance (None: not running yet)."""
+        if self.proxy is None:
+            return None
+        if self.worker is None:
+            return self.proxy.limit_counts()
+        return await self.worker.limit_counts(self.proxy)
+
+    async def workers_status(self) -> list[dict[str, Any]] | None:
+        """Per worker: pid, transactions, calls, handoffs (None: one process)."""
+        if self.worker is None:
+            return None
+        return [
+            {k: w.get(k) for k in ("index", "pid", "transactions", "calls", "handed_off",
+                                   "handed_in", "handoff_failed")}
+            | {"requests": w.get("stats", {}).get("requests", 0)}
+            for w in await self.worker.all_stats()
+        ]  # fmt: skip
+
     # ---- data path glue ------------------------------------------------------------------
-    def _on_message(self, data: bytes, inbound: Inbound) -> None:
+    def handle_message(self, data: bytes, inbound: Inbound) -> None:
         proxy = self.proxy
         if proxy is None:
             return

@@ -216,7 +216,11 @@ def _read(path: Path) -> str:
 
 
 class ProxyProcess:
-    """``python -m pks run`` on its own database, configured through ``PKS_*`` variables."""
+    """``python -m pks run`` on its own database, configured through ``PKS_*`` variables.
+
+    ``PKS_TEST_WORKERS`` (default 1) in the test run's environment becomes the proxy's
+    ``PKS_WORKERS``: ``PKS_TEST_WORKERS=2 pytest tests/e2e`` runs every test in worker mode.
+    """
 
     def __init__(
         self,
@@ -242,6 +246,7 @@ class ProxyProcess:
             "PKS_DS_PING_INTERVAL": "0",  # SIPp UAS scenarios do not answer OPTIONS
             "PKS_ADMIN_LISTEN": str(admin),
             "PKS_LOG_LEVEL": "DEBUG",
+            "PKS_WORKERS": os.environ.get("PKS_TEST_WORKERS", "1"),  # the suite in worker mode
             "PYTHONUNBUFFERED": "1",
             **(env or {}),
         }

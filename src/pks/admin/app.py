@@ -41,8 +41,9 @@ def build_app(server: Server) -> FastAPI:
         return JSONResponse(status_code=503, content={"detail": str(exc)})
 
     @app.get("/status")
-    def status() -> dict[str, Any]:
+    async def status() -> dict[str, Any]:
         snap = server.snapshot
+        workers = await server.workers_status()
         return {
             "version": __version__,
             "uptime": round(time.time() - server.started_at, 3),
@@ -50,15 +51,16 @@ def build_app(server: Server) -> FastAPI:
             "routing": snap.summary() if snap is not None else None,
             "last_reload": None if server.last_reload is None else server.last_reload.message,
             "database": server.database_status(),
+            **({"workers": workers} if workers is not None else {}),
         }
 
     @app.get("/limits")
-    def limits() -> dict[str, Any]:
+    async def limits() -> dict[str, Any]:
         """Calls counted against limits: per source peer (max_calls) and per gateway (maxload)."""
-        proxy = server.proxy
-        if proxy is None:
+        counts = await server.limit_counts()
+        if counts is None:
             raise HTTPException(status_code=503, detail="the proxy is not running yet")
-        return proxy.limit_counts()
+        return counts
 
     @app.post("/reload")
     async def reload() -> dict[str, Any]:

@@ -121,7 +121,10 @@ def _tools(router: APIRouter, service: AdminService) -> None:
         except ValueError as exc:
             raise Invalid("cannot explain", [str(exc)]) from None
         proxy = service.server.proxy
-        usable = None if proxy is None else proxy.gateways.is_usable
+        usable = None
+        if proxy is not None:
+            proxy.gateways.refresh()
+            usable = proxy.gateways.is_usable
         result = explain(service.snapshot, ip, port or 5060, number, usable).as_dict()
         if proxy is not None:
             by_uri = {d.uri: d for s in service.snapshot.dispatcher_sets() for d in s.destinations

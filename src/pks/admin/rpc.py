@@ -90,11 +90,9 @@ async def core_uptime(service: AdminService, params: list[Any]) -> Any:
     return {"now": time.ctime(now), "up_since": time.ctime(since), "uptime": int(now - since)}
 
 
-@method("tm.stats", "transaction counters, as Kamailio's tm.stats")
+@method("tm.stats", "transaction counters, as Kamailio's tm.stats (every worker's summed)")
 async def tm_stats(service: AdminService, params: list[Any]) -> Any:
-    proxy = service.server.proxy
-    stats = proxy.stats if proxy is not None else {}
-    current = proxy.transactions if proxy is not None else 0
+    stats, current = await service.server.transaction_stats()
     names = ("total_local", "rpl_received", "rpl_generated", "rpl_sent")
     return {
         "current": current, "waiting": stats.get("waiting", 0),

@@ -31,14 +31,24 @@ def main_options(
 
 
 @app.command()
-def run() -> None:
-    """Run the proxy in the foreground (configuration from PKS_* variables)."""
+def run(
+    worker: str = typer.Option("", "--worker", hidden=True, help="INDEX:STORE (supervisor's)"),
+) -> None:
+    """Run the proxy in the foreground (configuration from PKS_* variables).
+
+    With PKS_WORKERS > 1 this process supervises that many worker processes."""
     config = settings()
+    tag = f"[w{worker.partition(':')[0]}]" if worker else ""
     logging.basicConfig(
         level=config.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s %(name)s{tag}: %(message)s",
         stream=sys.stderr,
     )
+    if worker or config.worker_count > 1:
+        from pks.workers.supervisor import Supervisor, run_worker
+
+        status = run_worker(config, worker) if worker else Supervisor(config).run()
+        raise typer.Exit(status)
     from pks.loop import new_event_loop
     from pks.server import Server
 

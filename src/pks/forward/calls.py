@@ -12,11 +12,21 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from dataclasses import dataclass
+from typing import Protocol
 
 from pks.health.state import GatewayStates
 from pks.route.decision import Target
 
-__all__ = ["Call", "CallTable"]
+__all__ = ["Call", "CallShare", "CallTable"]
+
+
+class CallShare(Protocol):
+    """Per-peer counts kept in common by worker processes (:class:`pks.workers.shared.
+    PeerShare`); None in a single process."""
+
+    def count(self, peer: str) -> int: ...
+    def set_own(self, peer: str, count: int) -> None: ...
+    def missed_bye(self, call_id: str, from_tag: str | None, to_tag: str | None) -> None: ...
 
 
 @dataclass(slots=True, eq=False)
@@ -31,9 +41,13 @@ class Call:
 
 
 class CallTable:
-    """Open calls by (Call-ID, tag), with per-peer counts; gateway loads live in ``gateways``."""
+    """Open calls by (Call-ID, tag), with per-peer counts; gateway loads live in ``gateways``.
 
-    __slots__ = ("_calls", "_expiry", "by_peer", "gateways", "max_duration")
+    With ``share`` set (worker processes), ``peer_count`` is the whole instance's count and
+    a BYE for a call held by another worker is passed on to it.
+    """
+
+    __slots__ = ("_calls", "_expiry", "by_peer", "gateways", "max_duration", "share")
 
     def __init__(self, gateways: GatewayStates, max_duration: float = 14400.0) -> None:
         self.gateways = gateways
@@ -41,12 +55,17 @@ class CallTable:
         self._calls: dict[tuple[str, str], Call] = {}
         self._expiry: deque[Call] = deque()
         self.by_peer: Counter[str] = Counter()
+        self.share: CallShare | None = None
 
     def __len__(self) -> int:
         return len(self._calls)
 
     def peer_count(self, peer: str | None) -> int:
-        return 0 if peer is None else self.by_peer[peer]
+        if peer is None:
+            return 0
+        if self.share is not None:
+            return self.share.count(peer)
+        return self.by_peer[peer]
 
     def open(self, call_id: str, from_tag: str, peer: str | None) -> Call:
         call = Call(call_id, from_tag, peer)
@@ -56,6 +75,8 @@ class CallTable:
         self._calls[(call_id, from_tag)] = call
         if peer is not None:
             self.by_peer[peer] += 1
+            if self.share is not None:
+                self.share.set_own(peer, self.by_peer[peer])
         return call
 
     def use(self, call: Call, target: Target | None) -> None:
@@ -83,6 +104,8 @@ class CallTable:
             self.by_peer[call.peer] -= 1
             if self.by_peer[call.peer] <= 0:
                 del self.by_peer[call.peer]
+            if self.share is not None:
+                self.share.set_own(call.peer, self.by_peer.get(call.peer, 0))
         key = (call.call_id, call.from_tag)
         if self._calls.get(key) is call:
             del self._calls[key]
@@ -94,10 +117,16 @@ class CallTable:
 
     def bye(self, call_id: str, from_tag: str | None, to_tag: str | None) -> None:
         """A BYE of a dialog: close its call, whichever side sent it."""
+        if not self.close_dialog(call_id, from_tag, to_tag) and self.share is not None:
+            self.share.missed_bye(call_id, from_tag, to_tag)
+
+    def close_dialog(self, call_id: str, from_tag: str | None, to_tag: str | None) -> bool:
+        """Close the call of that dialog if this table holds it; whether it did."""
         for tag in (from_tag, to_tag):
             if tag is not None and (call := self._calls.get((call_id, tag))) is not None:
                 self.close(call)
-                return
+                return True
+        return False
 
     def deadline(self) -> float | None:
         while self._expiry and not self._expiry[0].open:

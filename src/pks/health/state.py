@@ -25,7 +25,7 @@ import logging
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pks.route.decision import Target
 
@@ -182,11 +182,27 @@ def _int_attr(value: str | None) -> int:
         return 0
 
 
+class StateShare(Protocol):
+    """Where several worker processes keep their gateway states and loads in common
+    (:class:`pks.workers.shared.GatewayShare`); None in a single process."""
+
+    def attach(self, states: Iterable[DestState]) -> None: ...
+    def stale(self) -> int: ...
+    def pull(self, states: Iterable[DestState], what: int = 2) -> None: ...
+    def refresh_load(self, state: DestState) -> None: ...
+    def publish(self, state: DestState) -> None: ...
+    def add_load(self, state: DestState, delta: int) -> None: ...
+
+
 class GatewayStates:
-    """Every loaded destination's :class:`DestState`, by (set id, URI, socket name)."""
+    """Every loaded destination's :class:`DestState`, by (set id, URI, socket name).
+
+    With ``share`` set (worker processes), flags and loads are instance-wide: changes made
+    here are published, changes made elsewhere are pulled before use.
+    """
 
     __slots__ = ("_all_usable", "_states", "inactive_threshold", "ping_active",
-                 "probing_mode", "probing_threshold")  # fmt: skip
+                 "probing_mode", "probing_threshold", "share")  # fmt: skip
 
     def __init__(self, probing_threshold: int = 3, inactive_threshold: int = 2) -> None:
         self._states: dict[DestKey, DestState] = {}
@@ -195,10 +211,13 @@ class GatewayStates:
         self.ping_active = True  # dispatcher.ping_active: False pauses probing (standby node)
         self._all_usable: bool | None = True
         self.probing_mode: str | None = None  # set by the proxy: all, inactive, None = off
+        self.share: StateShare | None = None
 
     @property
     def all_usable(self) -> bool:
         """True when no destination is skipped (selection then needs no per-target check)."""
+        if self.share is not None:
+            self._fresh()
         if self._all_usable is None:
             self._all_usable = all(s.usable for s in self._states.values())
         return self._all_usable
@@ -207,10 +226,29 @@ class GatewayStates:
         """Forget the cached :attr:`all_usable` (called after any state or load change)."""
         self._all_usable = None
 
+    def refresh(self) -> None:
+        """Bring the states up to date before reading them one by one (``is_usable``).
+
+        A no-op in one process; worker processes pull what the others changed. The data
+        path does it through :attr:`all_usable`."""
+        self._fresh()
+
+    def _fresh(self) -> None:
+        """Pull what other workers changed (worker processes only)."""
+        share = self.share
+        if share is not None and (what := share.stale()):
+            share.pull(self._states.values(), what)
+            self._all_usable = None
+
+    def _publish(self, dest: DestState) -> None:
+        if self.share is not None:
+            self.share.publish(dest)
+
     def __len__(self) -> int:
         return len(self._states)
 
     def __iter__(self) -> Iterator[DestState]:
+        self._fresh()
         return iter(self._states.values())
 
     def sync(self, snapshot: Snapshot | None) -> None:
@@ -223,6 +261,8 @@ class GatewayStates:
                     state = self._adopt(dest, old.get(dest_key(dest.target)))
                     new[state.key] = state
         self._states = new
+        if self.share is not None:
+            self.share.attach(new.values())
         self.changed()
 
     @staticmethod
@@ -252,6 +292,7 @@ class GatewayStates:
     def find(self, setid: int, uri: str | None) -> list[DestState]:
         """Destinations of ``setid`` whose URI equals ``uri`` (case-insensitive); all if None."""
         wanted = None if uri is None else uri.lower()
+        self._fresh()
         return [
             s for s in self._states.values()
             if s.key[0] == setid and (wanted is None or s.key[1].lower() == wanted)
@@ -262,8 +303,13 @@ class GatewayStates:
         return state is None or state.usable
 
     def describe(self, target: Target) -> dict[str, Any] | None:
+        self._fresh()
         state = self._states.get(dest_key(target))
-        return None if state is None else state.describe(self.probing_mode)
+        if state is None:
+            return None
+        if self.share is not None:
+            self.share.refresh_load(state)
+        return state.describe(self.probing_mode)
 
     def set_state(self, setid: int, uri: str | None, state: str) -> int:
         """Operator override (``dispatcher.set_state``): overwrite the state bits.
@@ -279,6 +325,7 @@ class GatewayStates:
             keep_probe = dest.flags & PROBING if not flags & DISABLED else 0
             dest.flags = flags | keep_probe
             dest.successes = 0
+            self._publish(dest)
             if state_name(before) != dest.state:
                 log.warning(
                     "gateway %s (set %d) %s → %s (operator)",
@@ -293,16 +340,21 @@ class GatewayStates:
     ) -> None:  # fmt: skip
         """Record one probe outcome and run the state machine (log on state change)."""
         dest.in_flight = False
+        self._fresh()
         self.changed()
         dest.last_code, dest.last_reason, dest.last_time = code, reason, wall
         if dest.flags & DISABLED:
             return
         if alive and rtt_ms is not None:
             dest.add_latency(rtt_ms)
+        before = dest.flags
         self._outcome(dest, alive, f"probe answered {code} {reason}".strip())
+        if dest.flags != before:
+            self._publish(dest)
 
     def call_failed(self, target: Target, why: str) -> None:
         """Passive detection: a real call's transaction timed out towards ``target``."""
+        self._fresh()
         dest = self._states.get(dest_key(target))
         if dest is None or dest.flags & DISABLED or not dest.probe:
             return
@@ -313,6 +365,7 @@ class GatewayStates:
         dest.failures = max(dest.failures + 1, self.probing_threshold)
         dest.successes = 0
         dest.flags = (dest.flags & ~TRYING) | INACTIVE
+        self._publish(dest)
         if before != dest.state:
             log.warning("gateway %s (set %d) %s → inactive: %s", dest.key[1], dest.key[0],
                         before, why)  # fmt: skip
@@ -345,9 +398,14 @@ class GatewayStates:
     def add_load(self, target: Target, delta: int) -> None:
         dest = self._states.get(dest_key(target))
         if dest is not None:
-            dest.load = max(0, dest.load + delta)
+            if self.share is not None:
+                self.share.add_load(dest, delta)
+            else:
+                dest.load = max(0, dest.load + delta)
             if dest.maxload:
                 self.changed()
 
     def loads(self) -> Iterable[tuple[DestKey, int]]:
+        if self.share is not None:
+            self.share.pull(self._states.values())
         return ((s.key, s.load) for s in self._states.values() if s.load)

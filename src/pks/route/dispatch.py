@@ -27,9 +27,10 @@ import bisect
 import ipaddress
 import random
 import re
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, MutableMapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from pks.net import Proto
 from pks.route.algorithms import DEFAULT_ALGORITHM, parse_algorithm
@@ -118,17 +119,29 @@ class DispatcherTable:
         return sum(len(s.destinations) for s in self.sets.values())
 
 
+class Credits(Protocol):
+    """One set's weighted credits: a list, or shared slots (worker processes)."""
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, index: int) -> int: ...
+    def __setitem__(self, index: int, value: int) -> None: ...
+
+
 class RoundRobin:
     """Selection state, mutable, owned by one snapshot (reset on reload): Kamailio's per-set
     ``last`` counters (round-robin), smooth weighted round-robin credits, and the random
-    generator of ``random``."""
+    generator of ``random``.
 
-    __slots__ = ("credit", "last", "rng")
+    Worker processes replace ``last`` and ``credit`` by shared mappings and set ``guard``, a
+    lock held around each selection that reads and writes them (``pks.workers.shared``)."""
+
+    __slots__ = ("credit", "guard", "last", "rng")
 
     def __init__(self, seed: int | None = None) -> None:
-        self.last: dict[int, int] = {}
-        self.credit: dict[int, list[int]] = {}
+        self.last: MutableMapping[int, int] = {}
+        self.credit: MutableMapping[int, Credits] = {}
         self.rng = random.Random(seed)
+        self.guard: AbstractContextManager[None] | None = None
 
 
 def select(
@@ -146,8 +159,22 @@ def select(
     if dset is None:
         return None
     alg = dset.algorithm
+    rr = snapshot.rr
+    if rr.guard is not None and alg in ("round-robin", "weighted", "relative-weight"):
+        with rr.guard:
+            return _select(rr, dset, alg, is_usable, hash_key)
+    return _select(rr, dset, alg, is_usable, hash_key)
+
+
+def _select(
+    rr: RoundRobin,
+    dset: DispatcherSet,
+    alg: str,
+    is_usable: Callable[[Target], bool] | None,
+    hash_key: HashKey | None,
+) -> tuple[Target, ...]:
     if alg == "round-robin":
-        return _round_robin(snapshot.rr, dset, is_usable)
+        return _round_robin(rr, dset, is_usable)
     size = len(dset.targets)
     ok = [
         dset.selectable[i] and (is_usable is None or is_usable(dset.targets[i]))
@@ -158,9 +185,9 @@ def select(
     if alg == "priority":
         start = 0
     elif alg == "random":
-        start = snapshot.rr.rng.randrange(size)
+        start = rr.rng.randrange(size)
     elif alg in ("weighted", "relative-weight"):
-        start = _smooth_weighted(snapshot.rr, dset, ok)
+        start = _smooth_weighted(rr, dset, ok)
     else:  # hash-callid, hash-from, hash-ruri
         key = hash_key(alg) if hash_key is not None else None
         start = ds_hash((key or "").encode()) % size

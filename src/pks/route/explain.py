@@ -104,7 +104,9 @@ def explain(
 def _copy_rr(rr: RoundRobin) -> RoundRobin:
     copy = RoundRobin()
     copy.last = dict(rr.last)
-    copy.credit = {setid: list(credit) for setid, credit in rr.credit.items()}
+    copy.credit = {
+        setid: [credit[i] for i in range(len(credit))] for setid, credit in rr.credit.items()
+    }
     copy.rng.setstate(rr.rng.getstate())
     return copy
 

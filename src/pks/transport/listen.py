@@ -5,7 +5,9 @@ every `Inbound` carries already has the real port when the configured one is 0 (
 datagram or connection can be seen with the configured one.
 
 IPv6 sockets are IPv6-only: ``udp:0.0.0.0:5060`` and ``udp:[::]:5060`` are two sockets and
-both can be listed.
+both can be listed. With ``reuse_port`` (worker processes) every socket gets SO_REUSEPORT, so
+that each worker binds the same addresses and the kernel spreads datagrams and connections
+over them.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ _BACKLOG = 1024
 _UDP_RCVBUF = 4 * 1024 * 1024
 
 
-def _bind(info: SocketInfo) -> tuple[socket.socket, SocketInfo]:
+def _bind(info: SocketInfo, reuse_port: bool = False) -> tuple[socket.socket, SocketInfo]:
     """A bound, non-blocking socket for ``info`` and ``info`` with the bound port."""
     family = socket.AF_INET6 if ":" in info.host else socket.AF_INET
     kind = socket.SOCK_DGRAM if info.proto is Proto.UDP else socket.SOCK_STREAM
@@ -36,6 +38,8 @@ def _bind(info: SocketInfo) -> tuple[socket.socket, SocketInfo]:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         else:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _UDP_RCVBUF)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((info.host, info.port))
@@ -51,9 +55,10 @@ async def open_udp(
     on_message: MessageHandler,
     on_send_error: SendErrorHandler,
     max_message_size: int,
+    reuse_port: bool = False,
 ) -> UdpEndpoint:
     """Bind a UDP socket; its `UdpEndpoint.socket` is the bound `SocketInfo`."""
-    sock, bound = _bind(info)
+    sock, bound = _bind(info, reuse_port)
     endpoint = UdpEndpoint(bound, on_message, on_send_error, max_message_size)
     loop = asyncio.get_running_loop()
     try:
@@ -64,9 +69,11 @@ async def open_udp(
     return endpoint
 
 
-async def open_tcp(info: SocketInfo, table: ConnectionTable) -> tuple[asyncio.Server, SocketInfo]:
+async def open_tcp(
+    info: SocketInfo, table: ConnectionTable, reuse_port: bool = False
+) -> tuple[asyncio.Server, SocketInfo]:
     """Listen on a TCP socket; each accepted connection becomes a `TcpConnection` in ``table``."""
-    sock, bound = _bind(info)
+    sock, bound = _bind(info, reuse_port)
     loop = asyncio.get_running_loop()
     try:
         server = await loop.create_server(

@@ -15,7 +15,7 @@ from pks.net import Proto, Send, SocketInfo
 from pks.transport.callbacks import MessageHandler, SendErrorHandler
 from pks.transport.listen import open_tcp, open_udp
 from pks.transport.send import Sender
-from pks.transport.tcp import ConnectionTable
+from pks.transport.tcp import ConnectionTable, PeerRegistry
 from pks.transport.udp import UdpEndpoint
 
 __all__ = ["Transport"]
@@ -25,7 +25,8 @@ class Transport:
     """Our UDP sockets, TCP listeners and TCP connections.
 
     ``tcp_idle_timeout`` and ``max_message_size`` come from `pks.config.Settings`;
-    ``connect_timeout`` bounds an outgoing TCP connect before its sends are reported failed.
+    ``connect_timeout`` bounds an outgoing TCP connect before its sends are reported failed;
+    ``reuse_port`` binds with SO_REUSEPORT (worker processes sharing the addresses).
     After `start`, ``bound`` lists the listening sockets in configuration order with their
     real ports (a configured port 0 is replaced by the one the system picked).
     """
@@ -36,11 +37,13 @@ class Transport:
         tcp_idle_timeout: float = 120.0,
         max_message_size: int = 65535,
         connect_timeout: float = 10.0,
+        reuse_port: bool = False,
     ) -> None:
         self.bound: list[SocketInfo] = []
         self._idle_timeout = tcp_idle_timeout
         self._max_message_size = max_message_size
         self._connect_timeout = connect_timeout
+        self._reuse_port = reuse_port
         self._endpoints: list[UdpEndpoint] = []
         self._servers: list[asyncio.Server] = []
         self._table: ConnectionTable | None = None
@@ -65,13 +68,13 @@ class Transport:
             for info in sockets:
                 if info.proto is Proto.UDP:
                     endpoint = await open_udp(
-                        info, on_message, on_send_error, self._max_message_size
+                        info, on_message, on_send_error, self._max_message_size, self._reuse_port
                     )
                     self._endpoints.append(endpoint)
                     sender.add_udp(info, endpoint)
                     self.bound.append(endpoint.socket)
                 else:
-                    server, bound = await open_tcp(info, table)
+                    server, bound = await open_tcp(info, table, self._reuse_port)
                     self._servers.append(server)
                     sender.add_tcp(info, bound)
                     self.bound.append(bound)
@@ -79,14 +82,21 @@ class Transport:
             await self.close()
             raise
 
-    def send(self, effect: Send) -> None:
+    def send(self, effect: Send, relay: bool = True) -> None:
         """Carry out a `Send` effect; failures are reported to ``on_send_error``, not raised.
 
         Calling it before `start` or after `close` is a programming error (RuntimeError).
+        ``relay=False``: a send another worker relayed to us (never relayed again).
         """
         if self._sender is None:
             raise RuntimeError("Transport.send() outside start() ... close()")
-        self._sender.send(effect)
+        self._sender.send(effect, relay)
+
+    def share_connections(self, registry: PeerRegistry) -> None:
+        """Worker processes: tell ``registry`` of our TCP connections, relay through it."""
+        if self._table is None:
+            raise RuntimeError("Transport.share_connections() before start()")
+        self._table.registry = registry
 
     def sockets_by_name(self, name: str, proto: Proto | None = None) -> tuple[SocketInfo, ...]:
         """The bound sockets called ``name`` (of protocol ``proto`` when given), in order."""

@@ -44,8 +44,11 @@ class Sender:
         """Open and reuse connections of ``bound`` for the configured or the bound socket."""
         self._tcp[configured.key] = self._tcp[bound.key] = bound
 
-    def send(self, effect: Send) -> None:
-        """Carry out one `Send` effect now, or start doing so (TCP connect)."""
+    def send(self, effect: Send, relay: bool = True) -> None:
+        """Carry out one `Send` effect now, or start doing so (TCP connect).
+
+        Worker processes: a TCP send towards a peer whose connection another worker holds is
+        relayed to that worker (unless ``relay`` is False: it was relayed to us)."""
         if not 0 < effect.dest.port < 65536:  # asyncio closes a UDP socket on OverflowError
             self._fail(effect, f"bad destination port {effect.dest.port}")
         elif effect.socket.proto is Proto.UDP:
@@ -59,7 +62,9 @@ class Sender:
             if socket is None:
                 self._fail(effect, f"{effect.socket} is not one of our sockets")
             else:
-                self._connection(effect, socket).write(effect)
+                conn = self._connection(effect, socket, relay)
+                if conn is not None:
+                    conn.write(effect)
 
     async def close(self) -> None:
         """Abandon connections still connecting (their queued sends are dropped)."""
@@ -68,10 +73,13 @@ class Sender:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _connection(self, effect: Send, socket: SocketInfo) -> TcpConnection:
+    def _connection(self, effect: Send, socket: SocketInfo, relay: bool) -> TcpConnection | None:
         conn = None if effect.conn_id is None else self._table.get(effect.conn_id)
         if conn is None:
             conn = self._table.find(socket, effect.dest)
+        registry = self._table.registry
+        if conn is None and relay and registry is not None and registry.relay(effect):
+            return None
         if conn is None:
             conn = TcpConnection(self._table, socket, effect.dest)
             task = asyncio.get_running_loop().create_task(self._open(conn, effect.dest))

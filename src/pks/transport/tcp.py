@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from typing import cast
+from typing import Protocol, cast
 
 from pks.net import Address, Inbound, Proto, Send, SocketInfo
 from pks.sip.framing import FramingError, StreamFramer
 from pks.transport.callbacks import MessageHandler, SendErrorHandler, deliver
 
-__all__ = ["ConnectionTable", "TcpConnection"]
+__all__ = ["ConnectionTable", "PeerRegistry", "TcpConnection"]
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +148,19 @@ class TcpConnection(asyncio.Protocol):
             self._arm_idle_timer()
 
 
+class PeerRegistry(Protocol):
+    """Worker processes: which process holds the connection to a peer, so that a send
+    towards it goes through that connection (``pks.workers.node``)."""
+
+    def claim(self, socket: SocketInfo, peer: Address) -> None: ...
+    def release(self, socket: SocketInfo, peer: Address) -> None: ...
+    def relay(self, effect: Send) -> bool: ...
+
+
 class ConnectionTable:
-    """Open (and opening) TCP connections by id and by (our socket, peer address)."""
+    """Open (and opening) TCP connections by id and by (our socket, peer address).
+
+    ``registry`` (worker processes) is told of every connection added and removed."""
 
     def __init__(
         self,
@@ -166,6 +177,7 @@ class ConnectionTable:
         self._ids = itertools.count(1)
         self._by_id: dict[int, TcpConnection] = {}
         self._by_peer: dict[tuple[tuple[Proto, str, int], Address], TcpConnection] = {}
+        self.registry: PeerRegistry | None = None
 
     def new_id(self) -> int:
         return next(self._ids)
@@ -174,6 +186,8 @@ class ConnectionTable:
         assert conn.peer is not None
         self._by_id[conn.conn_id] = conn
         self._by_peer[(conn.socket.key, conn.peer)] = conn
+        if self.registry is not None:
+            self.registry.claim(conn.socket, conn.peer)
 
     def remove(self, conn: TcpConnection) -> None:
         self._by_id.pop(conn.conn_id, None)
@@ -182,6 +196,8 @@ class ConnectionTable:
         key = (conn.socket.key, conn.peer)
         if self._by_peer.get(key) is conn:  # a newer connection may have taken the key
             del self._by_peer[key]
+            if self.registry is not None:
+                self.registry.release(conn.socket, conn.peer)
 
     def get(self, conn_id: int) -> TcpConnection | None:
         """The open connection with that id, if any."""

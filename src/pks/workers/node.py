@@ -1,0 +1,232 @@
+"""One worker process's side of the instance: the glue between a :class:`pks.server.Server`
+and the other workers (shared store, handoff channel, instance-wide answers).
+
+Worker 0 *leads*: it serves the admin API, watches the database, probes the gateways and
+writes the snapshot cache; a reload it makes (API, SIGHUP, database change) is made by every
+worker before it answers. Every worker routes calls, resolves gateway names and reads the
+tables itself (the snapshots are built from the same rows, so they are the same).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import zlib
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from pks.net import Address, Inbound, Proto, Send, SocketInfo
+from pks.workers.handoff import Channel, branch_owner, branch_prefix, callid_owner
+from pks.workers.shared import GatewayShare, PeerShare, SharedStore, share_selection
+
+if TYPE_CHECKING:
+    from pks.proxy import Proxy
+    from pks.route.snapshot import Snapshot
+    from pks.server import ReloadResult, Server
+
+__all__ = ["WorkerNode"]
+
+log = logging.getLogger("pks.workers")
+
+QUERY_TIMEOUT = 5.0
+RELOAD_TIMEOUT = 60.0
+TCP_BUCKETS = 4096
+
+
+class WorkerNode:
+    """Worker ``store.index`` of ``store.workers``."""
+
+    def __init__(self, store: SharedStore) -> None:
+        self.store = store
+        self.index = store.index
+        self.workers = store.workers
+        self.leads = store.index == 0
+        self.prefix = branch_prefix(self.index, secrets.token_hex(2))
+        self.server: Server | None = None
+        self.channel: Channel | None = None
+        self._buckets: dict[int, int] = {}
+
+    # -- wiring (called by the server) ----------------------------------------------------
+    def adopt(self, snapshot: Snapshot) -> None:
+        """A snapshot was built: its selection state becomes instance-wide."""
+        share_selection(snapshot, self.store)
+
+    async def start(self, server: Server) -> None:
+        """The transport is bound and the proxy built: share its state, open the channel."""
+        self.server = server
+        proxy = server.proxy
+        assert proxy is not None and server.transport is not None
+        proxy.gateways.share = GatewayShare(self.store)
+        proxy.snapshot = proxy.snapshot  # re-sync: the states bind to their shared slots
+        proxy.calls.share = PeerShare(self.store, self._missed_bye)
+        if not self.leads:
+            proxy.gateways.ping_active = False  # worker 0 alone probes the gateways
+        self.channel = Channel(
+            self.store,
+            list(server.transport.bound),
+            server.handle_message,
+            self._on_query,
+            self._on_notice,
+            self._relayed,
+        )
+        await self.channel.open()
+        server.transport.share_connections(self)
+
+    def ready(self) -> None:
+        self.store.set_worker(self.index, pid=os.getpid(), ready=True)
+
+    def close(self) -> None:
+        self.store.set_worker(self.index, port=0, ready=False)
+        if self.channel is not None:
+            self.channel.close()
+
+    # -- the data path --------------------------------------------------------------------
+    def on_message(self, data: bytes, inbound: Inbound) -> None:
+        """A message from our sockets: handle it here, or hand it to the worker owning it."""
+        channel = self.channel
+        server = self.server
+        if server is None:
+            return
+        if channel is not None:
+            if data[:4] == b"SIP/":
+                owner = branch_owner(data)
+            elif inbound.socket.proto is Proto.UDP:
+                owner = callid_owner(data, self.workers)
+            else:
+                owner = None
+            if (
+                owner is not None
+                and owner != self.index
+                and owner < self.workers
+                and channel.hand_off(owner, data, inbound)
+            ):
+                return
+        server.handle_message(data, inbound)
+
+    # -- TCP connections of the instance (pks.transport.tcp.PeerRegistry) -----------------
+    # A fixed table of buckets: (our socket, peer) hashes to a bucket that holds the hash's
+    # upper bits and the index of the worker that last opened or accepted such a connection.
+    def _bucket(self, socket: SocketInfo, peer: Address) -> tuple[int, int]:
+        digest = zlib.crc32(f"{socket.host}|{socket.port}|{peer.host}|{peer.port}".encode())
+        bucket = digest % TCP_BUCKETS
+        word = self._buckets.get(bucket)
+        if word is None:
+            word = self._buckets[bucket] = self.store.slot(("tcp", bucket))
+        return word, (digest // TCP_BUCKETS) << 8
+
+    def claim(self, socket: SocketInfo, peer: Address) -> None:
+        word, check = self._bucket(socket, peer)
+        self.store.put(word, check | (self.index + 1))
+
+    def release(self, socket: SocketInfo, peer: Address) -> None:
+        word, check = self._bucket(socket, peer)
+        if self.store.get(word) == check | (self.index + 1):
+            self.store.put(word, 0)
+
+    def relay(self, effect: Send) -> bool:
+        """A TCP send with no connection here: through the worker holding one, if any."""
+        channel = self.channel
+        if channel is None:
+            return False
+        word, check = self._bucket(effect.socket, effect.dest)
+        value = self.store.get(word)
+        holder = (value & 0xFF) - 1
+        if value & ~0xFF != check or holder in (-1, self.index) or not channel.alive(holder):
+            return False
+        return channel.relay_send(holder, effect)
+
+    def _relayed(self, effect: Send) -> None:
+        server = self.server
+        if server is not None and server.transport is not None:
+            server.transport.send(effect, relay=False)
+
+    def _missed_bye(self, call_id: str, from_tag: str | None, to_tag: str | None) -> None:
+        if self.channel is not None:
+            self.channel.notify("bye", {"call_id": call_id, "from_tag": from_tag,
+                                        "to_tag": to_tag})  # fmt: skip
+
+    # -- control --------------------------------------------------------------------------
+    def _on_notice(self, op: str, args: dict[str, Any]) -> None:
+        proxy = self.server.proxy if self.server is not None else None
+        if op == "bye" and proxy is not None:
+            proxy.calls.close_dialog(str(args["call_id"]), args.get("from_tag"),
+                                     args.get("to_tag"))  # fmt: skip
+
+    async def _on_query(self, op: str, args: dict[str, Any]) -> Any:
+        server = self.server
+        if server is None:
+            return None
+        if op == "reload":
+            result = await server.reload(
+                str(args.get("reason", "reload by worker 0")),
+                only_if_changed=bool(args.get("only_if_changed")),
+            )
+            return {"ok": result.ok, "message": result.message}
+        if op == "stats":
+            return self.local_stats()
+        raise ValueError(f"unknown query {op!r}")
+
+    def local_stats(self) -> dict[str, Any]:
+        proxy = self.server.proxy if self.server is not None else None
+        channel = self.channel
+        return {
+            "index": self.index,
+            "pid": os.getpid(),
+            "stats": dict(proxy.stats) if proxy is not None else {},
+            "transactions": proxy.transactions if proxy is not None else 0,
+            "calls": len(proxy.calls) if proxy is not None else 0,
+            "by_peer": dict(proxy.calls.by_peer) if proxy is not None else {},
+            "handed_off": channel.sent if channel is not None else 0,
+            "handed_in": channel.received if channel is not None else 0,
+            "handoff_failed": channel.dropped if channel is not None else 0,
+        }
+
+    async def all_stats(self) -> list[dict[str, Any]]:
+        """Every worker's :meth:`local_stats`, ours first (a silent worker is left out)."""
+        mine = [self.local_stats()]
+        if self.channel is None:
+            return mine
+        others = await self.channel.ask_all("stats", {}, QUERY_TIMEOUT)
+        return mine + [others[i] for i in sorted(others) if isinstance(others[i], dict)]
+
+    async def reload_others(
+        self, mine: ReloadResult, reason: str, only_if_changed: bool
+    ) -> ReloadResult:
+        """Worker 0 reloaded: every other worker reloads too; one result for the instance."""
+        from pks.server import ReloadResult
+
+        if self.channel is None:
+            return mine
+        args = {"reason": f"{reason}, through worker 0", "only_if_changed": only_if_changed}
+        answers = await self.channel.ask_all("reload", args, RELOAD_TIMEOUT)
+        failed = [
+            f"worker {i}: {a.get('message') if isinstance(a, dict) else a}"
+            for i, a in sorted(answers.items())
+            if not (isinstance(a, dict) and a.get("ok"))
+        ]
+        missing = [
+            str(i) for i in range(1, self.workers) if i not in answers and self.channel.alive(i)
+        ]
+        if missing:
+            failed.append(f"worker(s) {', '.join(missing)} did not answer")
+        if not failed or not mine.ok:
+            return mine
+        return ReloadResult(False, f"{mine.message}; but {'; '.join(failed)}")
+
+    async def limit_counts(self, proxy: Proxy) -> dict[str, object]:
+        """``Proxy.limit_counts`` for the whole instance."""
+        mine = proxy.limit_counts()
+        everyone = await self.all_stats()
+        by_peer: Counter[str] = Counter()
+        calls = 0
+        for worker in everyone:
+            by_peer.update({str(k): int(v) for k, v in worker.get("by_peer", {}).items()})
+            calls += int(worker.get("calls", 0))
+        peers = mine["peers"]
+        assert isinstance(peers, dict)
+        merged = {
+            tag: {"calls": by_peer.get(tag, 0), "max_calls": peers.get(tag, {}).get("max_calls")}
+            for tag in sorted(set(by_peer) | set(peers))
+        }
+        return {**mine, "calls": calls, "peers": merged}

@@ -1,0 +1,193 @@
+"""``pks run`` with ``PKS_WORKERS`` > 1: a supervisor process and its worker processes.
+
+The supervisor creates the shared store (:mod:`pks.workers.shared`), then starts the workers
+by running ``python -m pks run --worker INDEX:STORE`` (a fresh interpreter each: no fork of
+an event loop or of threads), worker 0 first — it prepares a new database and leads — and
+the others once it is up. When all are up it logs ``pks: ready``. It then:
+
+* restarts a worker that dies (after 1 s, doubling up to 30 s while it keeps dying within
+  10 s of its start); the others keep routing meanwhile;
+* passes SIGHUP to worker 0 (which reloads every worker), and SIGTERM/SIGINT to all, waits
+  for them (10 s, then SIGKILL) and removes the store.
+
+A worker whose supervisor dies gets SIGTERM (``PR_SET_PDEATHSIG``), so no orphan keeps the
+ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from types import FrameType
+
+from pks import __version__
+from pks.config import Settings
+from pks.workers.shared import SharedStore
+
+__all__ = ["Supervisor", "run_worker"]
+
+log = logging.getLogger("pks.workers")
+
+STOP_GRACE = 10.0
+FIRST_BACKOFF = 1.0
+MAX_BACKOFF = 30.0
+STABLE_AFTER = 10.0
+TICK = 0.05
+
+
+class Supervisor:
+    """Starts, watches and stops the worker processes of one instance."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.count = settings.worker_count
+        self.path = SharedStore.create(self.count)
+        self.store = SharedStore(self.path, 0)
+        self.procs: list[subprocess.Popen[bytes] | None] = [None] * self.count
+        self.started: list[float] = [0.0] * self.count
+        self.backoff: list[float] = [FIRST_BACKOFF] * self.count
+        self.due: list[float | None] = [None] * self.count
+        self.stopping = False
+        self.hup = False
+
+    def _spawn(self, index: int) -> None:
+        argv = [sys.executable, "-m", "pks", "run", "--worker", f"{index}:{self.path}"]
+        self.store.clear_worker(index)
+        self.procs[index] = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+        self.started[index] = time.monotonic()
+        self.due[index] = None
+
+    def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping = True
+
+    def _on_hup(self, signum: int, frame: FrameType | None) -> None:
+        self.hup = True
+
+    def _wait_up(self, indexes: range) -> bool:
+        """Wait until those workers are up; False if one exits first or we are stopped."""
+        while not self.stopping:
+            for i in indexes:
+                proc = self.procs[i]
+                if proc is not None and proc.poll() is not None:
+                    log.error("pks: worker %d exited with status %d while starting", i,
+                              proc.returncode)  # fmt: skip
+                    return False
+            if all(self.store.ready(i) for i in indexes):
+                return True
+            time.sleep(TICK)
+        return False
+
+    def run(self) -> int:
+        """Run the instance until SIGTERM/SIGINT; the exit status of ``pks run``."""
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_hup)
+        try:
+            self._spawn(0)
+            if not self._wait_up(range(1)):
+                return 0 if self.stopping else 1
+            for i in range(1, self.count):
+                self._spawn(i)
+            if not self._wait_up(range(self.count)):
+                return 0 if self.stopping else 1
+            pids = ", ".join(str(self.store.pid(i)) for i in range(self.count))
+            listening = ", ".join(str(s) for s in self.settings.sockets)
+            log.info("pks: ready (version %s) on %s; %d workers (pids %s)", __version__,
+                     listening, self.count, pids)  # fmt: skip
+            self._watch()
+            return 0
+        finally:
+            self._stop_all()
+            self.store.close()
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+    def _watch(self) -> None:
+        while not self.stopping:
+            if self.hup:
+                self.hup = False
+                self._signal(0, signal.SIGHUP)
+            now = time.monotonic()
+            for i, proc in enumerate(self.procs):
+                if proc is not None and proc.poll() is not None:
+                    self._died(i, proc.returncode, now)
+                due = self.due[i]
+                if due is not None and now >= due and not self.stopping:
+                    log.warning("pks: restarting worker %d", i)
+                    self._spawn(i)
+            time.sleep(TICK)
+
+    def _died(self, index: int, status: int, now: float) -> None:
+        self.procs[index] = None
+        self.store.clear_worker(index)
+        if now - self.started[index] >= STABLE_AFTER:
+            self.backoff[index] = FIRST_BACKOFF
+        delay = self.backoff[index]
+        self.backoff[index] = min(MAX_BACKOFF, delay * 2)
+        self.due[index] = now + delay
+        log.error("pks: worker %d exited with status %d; restarting it in %.0f s", index,
+                  status, delay)  # fmt: skip
+
+    def _signal(self, index: int, signum: int) -> None:
+        proc = self.procs[index]
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signum)
+
+    def _stop_all(self) -> None:
+        for i in range(self.count):
+            self._signal(i, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE
+        for proc in self.procs:
+            if proc is None:
+                continue
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        log.info("pks: stopped (%d workers)", self.count)
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel for SIGTERM when the supervisor dies (Linux; elsewhere a no-op)."""
+    parent = os.getppid()
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def run_worker(settings: Settings, spec: str) -> int:
+    """The body of ``pks run --worker INDEX:STORE``; its exit status."""
+    from pks.loop import new_event_loop
+    from pks.server import Server
+    from pks.workers.node import WorkerNode
+
+    index_text, _, path = spec.partition(":")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor handles Ctrl-C
+    _die_with_parent()
+    try:
+        store = SharedStore(path, int(index_text))
+    except (OSError, ValueError) as exc:
+        log.error("pks: worker %s cannot open the shared store %s: %s", index_text, path, exc)
+        return 1
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(Server(settings, WorkerNode(store)).run())
+    except Exception as exc:
+        log.error("pks: worker %d cannot start: %s", store.index, exc)
+        return 1
+    finally:
+        loop.close()
+        store.close()
+    return 0

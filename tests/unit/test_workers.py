@@ -1,0 +1,306 @@
+"""Worker processes' shared state and handoff, driven in memory: two proxies ("workers") on
+one shared store, each as its worker process would wire it (pks.workers.node), no sockets
+except the loopback channel test."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from harness import GW1, GW2, PBX, PRIVATE, PUBLIC, PUBLIC_TCP, Net, answer, invite, msgs
+from harness import seed_rows as rows_of
+
+from pks.config import ConfigError, Settings
+from pks.forward.calls import CallTable
+from pks.health.state import GatewayStates
+from pks.net import Address, Inbound
+from pks.proxy import CoreConfig, Proxy
+from pks.route.rows import DispatcherRow, PeerRow, SetRow, TableRows
+from pks.route.snapshot import build_snapshot
+from pks.workers.handoff import (
+    Channel,
+    branch_owner,
+    branch_prefix,
+    callid_owner,
+    pack_message,
+    unpack_message,
+)
+from pks.workers.shared import GatewayShare, PeerShare, SharedStore, share_selection
+
+OFFNET = "33123456789"
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> str:
+    return SharedStore.create(2, str(tmp_path))
+
+
+def worker(path: str, index: int, rows: TableRows | None = None) -> Net:
+    """What WorkerNode.start does to a worker's proxy, without the I/O."""
+    store = SharedStore(path, index)
+    snapshot = build_snapshot(rows or rows_of())
+    share_selection(snapshot, store)
+    proxy = Proxy((PUBLIC, PUBLIC_TCP, PRIVATE), CoreConfig(), snapshot,
+                  branch_prefix=branch_prefix(index, "ab12"))  # fmt: skip
+    proxy.gateways.share = GatewayShare(store)
+    proxy.snapshot = proxy.snapshot
+    proxy.calls.share = PeerShare(store)
+    return Net(proxy)
+
+
+def gateway_of(out) -> Address:
+    (dest,) = {s.dest for s in out if s.dest in (GW1, GW2)}
+    return dest
+
+
+# -- the store ------------------------------------------------------------------------------
+
+
+def test_slots_are_the_same_in_every_view(store_path: str) -> None:
+    a, b = SharedStore(store_path, 0), SharedStore(store_path, 1)
+    assert a.workers == b.workers == 2 and a.token == b.token and len(a.token) == 16
+    word = a.slot(("rr", 21), initial=7)
+    assert b.slot(("rr", 21), initial=99) == word and b.get(word) == 7
+    b.put(word, 3)
+    assert a.get(word) == 3
+    assert a.slot(("rr", 22)) != word
+
+
+def test_owned_slots_sum_and_a_restarted_worker_starts_from_zero(store_path: str) -> None:
+    a, b = SharedStore(store_path, 0), SharedStore(store_path, 1)
+    a.put(a.own_slot(("peer", "x")), 2)
+    b.put(b.own_slot(("peer", "x")), 3)
+    assert a.total(a.all_slots(("peer", "x"))) == 5
+    reborn = SharedStore(store_path, 1)  # worker 1's successor: none of those calls
+    assert reborn.get(reborn.own_slot(("peer", "x"))) == 0
+    assert a.total(a.all_slots(("peer", "x"))) == 2
+
+
+def test_store_refuses_a_foreign_file_and_a_bad_index(tmp_path: Path, store_path: str) -> None:
+    other = tmp_path / "other"
+    other.write_bytes(bytes(SharedStore(store_path, 0)._map.size()))
+    with pytest.raises(ValueError, match="not a pks shared store"):
+        SharedStore(other, 0)
+    with pytest.raises(ValueError, match=r"out of 0\.\.1"):
+        SharedStore(store_path, 2)
+
+
+# -- routing state across workers ------------------------------------------------------------
+
+
+def test_round_robin_is_instance_wide(store_path: str) -> None:
+    w0, w1 = worker(store_path, 0), worker(store_path, 1)
+    seen = []
+    for n in range(10):
+        net = (w0, w1)[n % 3 % 2]  # an uneven mix of workers: 0, 1, 0, 0, 1, 0, ...
+        seen.append(gateway_of(net.deliver(invite(OFFNET, PBX, call_id=f"c{n}",
+                                                  branch=f"z9hG4bK{n}"), PBX)))  # fmt: skip
+    assert seen == [seen[0], seen[1]] * 5 and {seen[0], seen[1]} == {GW1, GW2}
+
+
+def test_weighted_credits_are_instance_wide(store_path: str) -> None:
+    rows = rows_of(
+        dispatcher=(
+            DispatcherRow(2, 21, f"sip:{GW1.host}:{GW1.port}", 0, 0, "weight=3", ""),
+            DispatcherRow(3, 21, f"sip:{GW2.host}:{GW2.port}", 0, 0, "weight=1", ""),
+        ),
+        sets=(SetRow(21, "weighted"),),
+    )
+    w0, w1 = worker(store_path, 0, rows), worker(store_path, 1, rows)
+    seen = [gateway_of((w0, w1)[n % 2].deliver(invite(OFFNET, PBX, call_id=f"c{n}",
+                                                      branch=f"z9hG4bK{n}"), PBX))
+            for n in range(8)]  # fmt: skip
+    assert seen.count(GW1) == 6 and seen.count(GW2) == 2
+
+
+def test_operator_state_reaches_every_worker(store_path: str) -> None:
+    w0, w1 = worker(store_path, 0), worker(store_path, 1)
+    assert w0.proxy.gateways.set_state(21, f"sip:{GW1.host}:{GW1.port}", "inactive") == 1
+    for n in range(3):
+        out = w1.deliver(invite(OFFNET, PBX, call_id=f"c{n}", branch=f"z9hG4bK{n}"), PBX)
+        assert gateway_of(out) == GW2
+    (gw1,) = [t for t in w1.proxy.snapshot.dispatcher.sets[21].targets if t.host == GW1.host]
+    assert w1.proxy.gateways.describe(gw1)["state"] == "inactive"
+
+
+def test_a_reload_keeps_the_shared_state_of_unchanged_rows(store_path: str) -> None:
+    w0, w1 = worker(store_path, 0), worker(store_path, 1)
+    w0.proxy.gateways.set_state(21, f"sip:{GW1.host}:{GW1.port}", "disabled")
+    w1.proxy.snapshot = build_snapshot(rows_of())  # same rows: the state stays
+    states = {s.key[1]: s.state for s in w1.proxy.gateways if s.key[0] == 21}
+    assert states[f"sip:{GW1.host}:{GW1.port}"] == "disabled"
+    reborn = worker(store_path, 1)  # a restarted worker adopts the live state too
+    states = {s.key[1]: s.state for s in reborn.proxy.gateways if s.key[0] == 21}
+    assert states[f"sip:{GW1.host}:{GW1.port}"] == "disabled"
+
+
+def test_maxload_counts_calls_of_every_worker(store_path: str) -> None:
+    rows = rows_of(dispatcher=(
+        DispatcherRow(2, 21, f"sip:{GW1.host}:{GW1.port}", 0, 0, "maxload=1", ""),
+        DispatcherRow(3, 21, f"sip:{GW2.host}:{GW2.port}", 0, 0, "maxload=1", ""),
+    ))  # fmt: skip
+    w0, w1 = worker(store_path, 0, rows), worker(store_path, 1, rows)
+    first = w0.deliver(invite(OFFNET, PBX, call_id="a", branch="z9hG4bKa"), PBX)
+    second = w1.deliver(invite(OFFNET, PBX, call_id="b", branch="z9hG4bKb"), PBX)
+    assert {gateway_of(first), gateway_of(second)} == {GW1, GW2}
+    third = w0.deliver(invite(OFFNET, PBX, call_id="c", branch="z9hG4bKc"), PBX)
+    assert [m.status for m in msgs(third, PBX)] == [503]
+    assert sorted(g["calls"] for g in w0.proxy.limit_counts()["gateways"]) == [1, 1]
+    # worker 1's call fails: its gateway takes a call again, in worker 0
+    fwd = msgs(second, gateway_of(second))[0]
+    w1.deliver(answer(fwd, 486, "Busy Here"), gateway_of(second))
+    fourth = w0.deliver(invite(OFFNET, PBX, call_id="d", branch="z9hG4bKd"), PBX)
+    assert gateway_of(fourth) == gateway_of(second)
+
+
+def test_peer_limit_counts_calls_of_every_worker(store_path: str) -> None:
+    rows = rows_of(peers=(PeerRow(1, "customer", "pbx one", "pbx1", 21, max_calls=1),))
+    w0, w1 = worker(store_path, 0, rows), worker(store_path, 1, rows)
+    out = w0.deliver(invite(OFFNET, PBX, call_id="a", branch="z9hG4bKa"), PBX)
+    assert gateway_of(out)
+    refused = w1.deliver(invite(OFFNET, PBX, call_id="b", branch="z9hG4bKb"), PBX)
+    assert [m.status for m in msgs(refused, PBX)] == [503]
+    fwd = msgs(out, gateway_of(out))[0]
+    w0.deliver(answer(fwd, 480, "Unavailable"), gateway_of(out))  # call over
+    again = w1.deliver(invite(OFFNET, PBX, call_id="c", branch="z9hG4bKc"), PBX)
+    assert gateway_of(again)
+
+
+def test_a_bye_for_a_call_held_elsewhere_is_passed_on(store_path: str) -> None:
+    missed = []
+    share = PeerShare(SharedStore(store_path, 0), lambda *dialog: missed.append(dialog))
+    table = CallTable(GatewayStates())
+    table.share = share
+    call = table.open("x", "ft", "pbx1")
+    table.bye("other", "a", "b")
+    assert missed == [("other", "a", "b")]
+    table.bye("x", "tt", "ft")  # the callee's BYE: tags swapped
+    assert not call.open and missed == [("other", "a", "b")] and share.count("pbx1") == 0
+
+
+# -- ownership and the channel ----------------------------------------------------------------
+
+
+def test_branch_prefix_names_the_worker() -> None:
+    w1 = worker_prefix = branch_prefix(1, "ab12")
+    assert worker_prefix == "z9hG4bKpksW01ab12"
+    response = f"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 1.2.3.4;branch={w1}7\r\n\r\n".encode()
+    assert branch_owner(response) == 1
+    assert branch_owner(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKpks123456\r\n") is None
+    assert branch_owner(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKpksWzz\r\n") is None
+
+
+def test_call_id_owner_reads_every_spelling() -> None:
+    long = b"INVITE sip:x SIP/2.0\r\nVia: v\r\nCall-ID: abc@h\r\n\r\n"
+    compact = b"INVITE sip:x SIP/2.0\r\nv: v\r\ni:abc@h \r\n\r\n"
+    lower = b"CANCEL sip:x SIP/2.0\r\nVia: v\r\ncall-id :  abc@h\r\n\r\n"
+    owners = {callid_owner(m, 7) for m in (long, compact, lower)}
+    assert len(owners) == 1 and owners.pop() in range(7)
+    assert callid_owner(b"INVITE sip:x SIP/2.0\r\nVia: v\r\n\r\n", 7) is None
+    spread = {callid_owner(f"X\r\nCall-ID: {n}\r\n".encode(), 2) for n in range(50)}
+    assert spread == {0, 1}
+
+
+def test_handoff_packing_round_trips() -> None:
+    data = pack_message(b"T" * 16, 2, Address("::1", 5062), b"SIP/2.0 180 Ringing\r\n\r\n")
+    assert data[:17] == b"T" * 16 + b"M"
+    assert unpack_message(memoryview(data)[17:]) == (
+        2, Address("::1", 5062), b"SIP/2.0 180 Ringing\r\n\r\n",
+    )  # fmt: skip
+
+
+async def test_channel_hands_off_asks_and_notifies(store_path: str) -> None:
+    got: list[tuple[int, bytes, Inbound]] = []
+    notices: list[tuple[int, str, dict]] = []
+    channels = []
+    for index in range(2):
+
+        async def query(op: str, args: dict, index: int = index) -> object:
+            return {"worker": index, "op": op, "args": args}
+
+        channel = Channel(
+            SharedStore(store_path, index),
+            [PUBLIC, PUBLIC_TCP],
+            lambda data, inbound, index=index: got.append((index, data, inbound)),
+            query,
+            lambda op, args, index=index: notices.append((index, op, args)),
+        )
+        await channel.open()
+        channels.append(channel)
+    c0, c1 = channels
+    try:
+        assert c0.hand_off(1, b"INVITE x", Inbound(PUBLIC_TCP, Address("10.0.0.1", 5070), 9))
+        answers = await c0.ask_all("stats", {"n": 1}, timeout=5)
+        assert answers == {1: {"worker": 1, "op": "stats", "args": {"n": 1}}}
+        c1.notify("bye", {"call_id": "x"})
+        for _ in range(100):
+            if got and notices:
+                break
+            await asyncio.sleep(0.01)
+        # the connection id stays behind: the owner answers from its own sockets
+        assert got == [(1, b"INVITE x", Inbound(PUBLIC_TCP, Address("10.0.0.1", 5070)))]
+        assert notices == [(0, "bye", {"call_id": "x"})]
+        assert (c0.sent, c1.received) == (1, 1)
+        # a datagram without the instance's token is ignored
+        c1._transport.sendto(b"x" * 16 + b"M" + b"\x00" * 8, ("127.0.0.1", c1.store.port(1)))
+        await asyncio.sleep(0.05)
+        assert len(got) == 1
+        # a worker that is down gets nothing
+        c1.close()
+        c1.store.clear_worker(1)
+        assert not c0.hand_off(1, b"x", Inbound(PUBLIC, Address("10.0.0.1", 5070)))
+        assert await c0.ask_all("stats", {}, timeout=0.5) == {}
+    finally:
+        c0.close()
+        c1.close()
+
+
+# -- configuration ----------------------------------------------------------------------------
+
+
+def test_workers_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PKS_CONFIG", raising=False)
+    assert Settings().worker_count == 1
+    assert Settings(workers="3", listen="udp:127.0.0.1:5060").worker_count == 3
+    assert Settings(workers="AUTO").worker_count >= 1
+    with pytest.raises(ConfigError, match="PKS_WORKERS"):
+        Settings(workers="0")
+    with pytest.raises(ConfigError, match="port 0"):
+        Settings(workers="2", listen="udp:127.0.0.1:0")
+
+
+async def test_a_tcp_send_goes_through_the_worker_holding_the_connection(
+    store_path: str,
+) -> None:
+    from pks.net import Send
+    from pks.workers.node import WorkerNode
+
+    relayed: list[tuple[int, Send]] = []
+    nodes = []
+    for index in range(2):
+        node = WorkerNode(SharedStore(store_path, index))
+        node.channel = Channel(node.store, [PUBLIC, PUBLIC_TCP], lambda *a: None,
+                               lambda op, args: asyncio.sleep(0), lambda op, args: None,
+                               lambda send, index=index: relayed.append((index, send)))  # fmt: skip
+        await node.channel.open()
+        nodes.append(node)
+    n0, n1 = nodes
+    peer = Address("10.0.0.7", 40123)
+    send = Send(b"BYE sip:x SIP/2.0\r\n\r\n", peer, PUBLIC_TCP)
+    try:
+        assert not n0.relay(send)  # nobody holds a connection: open one here
+        n1.claim(PUBLIC_TCP, peer)
+        assert not n1.relay(send)  # the holder sends itself
+        assert n0.relay(send)
+        assert not n0.relay(Send(b"x", Address("10.0.0.7", 40124), PUBLIC_TCP))
+        for _ in range(100):
+            if relayed:
+                break
+            await asyncio.sleep(0.01)
+        assert relayed == [(1, send)]
+        n1.release(PUBLIC_TCP, peer)
+        assert not n0.relay(send)
+    finally:
+        for node in nodes:
+            node.close()
