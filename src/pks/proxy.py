@@ -463,6 +463,7 @@ class Proxy:
                 self._branch_failed(branch, 503, "transport failure", now, out)
             elif isinstance(effect, Terminated):
                 self._branches.pop(branch.key, None)
+                branch.ctx = None  # no ctx ↔ branch cycle left for the cyclic GC
         if branch.key in self._branches:
             self._arm(branch)
 
@@ -803,6 +804,8 @@ class Proxy:
                 if self._servers.get(holder.key) is holder:
                     del self._servers[holder.key]
                     self.stats["freed"] += 1
+                if isinstance(holder, ServerCtx):
+                    holder.branch = None  # freed by reference counting, not by the GC
             elif isinstance(effect, TimedOut):
                 log.info("no ACK for the final response sent to %s (timer H)", holder.reply_to)
         if holder.key in self._servers:
