@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import math
 import signal
 import socket
 import time
@@ -128,6 +129,10 @@ def _public(sockets: tuple[SocketInfo, ...]) -> tuple[SocketInfo, ...]:
             s = SocketInfo(s.name, s.proto, s.host, s.port, fallback, s.advertise_port)
         out.append(s)
     return tuple(out)
+
+
+TIMER_TICK = 0.01
+"""Seconds: the grid timers are rounded up to (see ``Server._rearm``)."""
 
 
 class Server:
@@ -473,7 +478,13 @@ class Server:
     def _rearm(self) -> None:
         assert self.proxy is not None
         when = self.proxy.next_deadline()
-        if when is None or (self._timer_at is not None and self._timer_at <= when):
+        if when is None:
+            return
+        # timers fire on a TIMER_TICK grid: the few timers of every call (retransmissions,
+        # K/J/I/L/M waits) then share loop wake-ups instead of one each; SIP timers are
+        # multiples of T1 = 500 ms, so a few ms late is harmless
+        when = math.ceil(when / TIMER_TICK) * TIMER_TICK
+        if self._timer_at is not None and self._timer_at <= when:
             return
         if self._timer is not None:
             self._timer.cancel()
