@@ -29,7 +29,7 @@ from pks.forward.hop import ack_for, cancel_for
 from pks.forward.nat import add_contact_alias, fix_top_via, reply_address
 from pks.forward.request import DIALOG_CREATING, decrement_max_forwards, for_branch, via_value
 from pks.forward.response import best, upstream_code
-from pks.health.probe import ProbeConfig, ProbeSchedule, probe_request, wants_probe
+from pks.health.probe import ProbeConfig, ProbeSchedule, probe_request
 from pks.health.state import DestState, GatewayStates
 from pks.net import Address, Inbound, Proto, Send, SocketInfo
 from pks.route import Drop, Forward, Reply, authorize, route
@@ -448,14 +448,15 @@ class Proxy:
         now: float,
         out: list[Send],
     ) -> None:
-        if branch.probe is not None:
-            self._probe_effects(branch, branch.probe, effects, msg, now, out)
-            return
         for effect in effects:
             if isinstance(effect, Transmit):
                 out.append(Send(effect.data, branch.dest, branch.socket))
             elif isinstance(effect, Deliver):
-                if msg is not None and src is not None:
+                if msg is None or src is None:
+                    continue
+                if branch.probe is not None:
+                    self._probe_answered(branch, branch.probe, effect.status, msg, now)
+                else:
                     self._branch_response(branch, effect.status, msg, src, now, out)
             elif isinstance(effect, TimedOut):
                 self._branch_failed(branch, 408, "no final response (timer B/F)", now, out)
@@ -502,6 +503,9 @@ class Proxy:
     def _branch_failed(
         self, branch: Branch, code: int, why: str, now: float, out: list[Send]
     ) -> None:
+        if branch.probe is not None:
+            self._probe_lost(branch, branch.probe, code, now)
+            return
         ctx = branch.ctx
         if ctx is None or branch.closed:
             return
@@ -602,7 +606,7 @@ class Proxy:
         if prober.round_due(now) and self.gateways.ping_active:
             mode = prober.config.mode
             for dest in self.gateways:
-                if wants_probe(dest, mode):
+                if not dest.in_flight and dest.probed(mode):
                     self._send_probe(dest, now, out)
 
     def _send_probe(self, dest: DestState, now: float, out: list[Send]) -> None:
@@ -638,33 +642,20 @@ class Proxy:
         self._arm(self.prober)
         self._run_branch(branch, txn.start(now), None, None, now, out)
 
-    def _probe_effects(
-        self,
-        branch: Branch,
-        dest: DestState,
-        effects: list[Effect],
-        msg: Message | None,
-        now: float,
-        out: list[Send],
+    def _probe_answered(
+        self, branch: Branch, dest: DestState, status: int, msg: Message, now: float
     ) -> None:
-        for effect in effects:
-            if isinstance(effect, Transmit):
-                out.append(Send(effect.data, branch.dest, branch.socket))
-            elif isinstance(effect, Deliver) and effect.status >= 200 and msg is not None:
-                sent = self.prober.pending.pop(branch.key, None)
-                if sent is not None:
-                    rtt = (now - sent[1]) * 1000.0
-                    self._probe_result(dest, effect.status, msg.reason or "", rtt, now)
-            elif isinstance(effect, TimedOut | TransportFailed):
-                if self.prober.pending.pop(branch.key, None) is not None:
-                    failed = isinstance(effect, TransportFailed)
-                    code, reason = (500, "Sending keepalive failed") if failed else (
-                        408, "Request Timeout")  # fmt: skip
-                    self._probe_result(dest, code, reason, None, now)
-            elif isinstance(effect, Terminated):
-                self._branches.pop(branch.key, None)
-        if branch.key in self._branches:
-            self._arm(branch)
+        sent = self.prober.pending.pop(branch.key, None) if status >= 200 else None
+        if sent is not None:
+            self._probe_result(dest, status, msg.reason or "", (now - sent[1]) * 1000.0, now)
+
+    def _probe_lost(self, branch: Branch, dest: DestState, code: int, now: float) -> None:
+        """A probe timed out (408) or could not be sent (503 from the transport)."""
+        if self.prober.pending.pop(branch.key, None) is not None:
+            if code == 408:
+                self._probe_result(dest, 408, "Request Timeout", None, now)
+            else:
+                self._probe_result(dest, 500, "Sending keepalive failed", None, now)
 
     def _probe_result(
         self, dest: DestState, code: int, reason: str, rtt_ms: float | None, now: float

@@ -98,8 +98,8 @@ class CallTable:
     def close(self, call: Call) -> None:
         if not call.open:
             return
+        self.use(call, None)
         call.open = False
-        self.use_none(call)
         if call.peer is not None:
             self.by_peer[call.peer] -= 1
             if self.by_peer[call.peer] <= 0:
@@ -109,11 +109,6 @@ class CallTable:
         key = (call.call_id, call.from_tag)
         if self._calls.get(key) is call:
             del self._calls[key]
-
-    def use_none(self, call: Call) -> None:
-        if call.target is not None:
-            self.gateways.add_load(call.target, -1)
-            call.target = None
 
     def bye(self, call_id: str, from_tag: str | None, to_tag: str | None) -> None:
         """A BYE of a dialog: close its call, whichever side sent it."""

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from pks.forward.request import via_value
-from pks.health.state import DISABLED, INACTIVE, DestState
+from pks.health.state import DestState
 from pks.net import SocketInfo
 from pks.sip import format_host
 
-__all__ = ["AliveCodes", "ProbeConfig", "ProbeSchedule", "probe_request", "wants_probe"]
+__all__ = ["AliveCodes", "ProbeConfig", "ProbeSchedule", "probe_request"]
 
 ProbingMode = Literal["all", "inactive"]
 
@@ -76,13 +76,6 @@ class ProbeConfig:
     mode: ProbingMode = "all"
     ping_from: str = "sip:pks@localhost"
     alive: AliveCodes = field(default_factory=AliveCodes)
-
-
-def wants_probe(dest: DestState, mode: ProbingMode) -> bool:
-    """Whether this round probes ``dest``: never disabled ones, nor ``ping=0`` ones."""
-    if dest.flags & DISABLED or not dest.probe or dest.in_flight:
-        return False
-    return mode == "all" or bool(dest.flags & INACTIVE)
 
 
 def probe_request(

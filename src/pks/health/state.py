@@ -28,6 +28,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pks.route.decision import Target
+from pks.route.dispatch import FLAG_DISABLED as DISABLED
+from pks.route.dispatch import FLAG_INACTIVE as INACTIVE
+from pks.route.dispatch import FLAG_PROBING as PROBING
+from pks.route.dispatch import FLAG_TRYING as TRYING
 
 if TYPE_CHECKING:
     from pks.route.dispatch import Destination
@@ -35,13 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pks.health")
 
-INACTIVE = 1
-TRYING = 2
-DISABLED = 4
-PROBING = 8
 SKIP = INACTIVE | DISABLED
-
-STATES = ("active", "probing", "inactive", "disabled")
 DestKey = tuple[int, str, str | None]
 
 
@@ -169,6 +167,15 @@ class DestState:
                 "samples": self.probes,
             },
         }
+
+
+def _log_change(dest: DestState, before: str, why: str) -> None:
+    """One log line per state change (never per probe): up is INFO, down is WARNING."""
+    if before == dest.state:
+        return
+    level = logging.INFO if dest.state in ("active", "probing") else logging.WARNING
+    log.log(level, "gateway %s (set %d) %s → %s: %s", dest.key[1], dest.key[0], before,
+            dest.state, why)  # fmt: skip
 
 
 def _attr_flag_off(value: str | None) -> bool:
@@ -326,11 +333,7 @@ class GatewayStates:
             dest.flags = flags | keep_probe
             dest.successes = 0
             self._publish(dest)
-            if state_name(before) != dest.state:
-                log.warning(
-                    "gateway %s (set %d) %s → %s (operator)",
-                    dest.key[1], setid, state_name(before), dest.state,
-                )  # fmt: skip
+            _log_change(dest, state_name(before), "operator")
         return len(found)
 
     # -- probe and call outcomes ----------------------------------------------------------
@@ -366,9 +369,7 @@ class GatewayStates:
         dest.successes = 0
         dest.flags = (dest.flags & ~TRYING) | INACTIVE
         self._publish(dest)
-        if before != dest.state:
-            log.warning("gateway %s (set %d) %s → inactive: %s", dest.key[1], dest.key[0],
-                        before, why)  # fmt: skip
+        _log_change(dest, before, why)
 
     def _outcome(self, dest: DestState, alive: bool, what: str) -> None:
         before = dest.state
@@ -389,10 +390,7 @@ class GatewayStates:
                     dest.flags = (dest.flags & ~TRYING) | INACTIVE
                 else:
                     dest.flags |= TRYING
-        if before != dest.state:
-            level = logging.INFO if dest.state in ("active", "probing") else logging.WARNING
-            log.log(level, "gateway %s (set %d) %s → %s: %s", dest.key[1], dest.key[0],
-                    before, dest.state, what)  # fmt: skip
+        _log_change(dest, before, what)
 
     # -- call load ------------------------------------------------------------------------
     def add_load(self, target: Target, delta: int) -> None:

@@ -27,7 +27,7 @@ import bisect
 import ipaddress
 import random
 import re
-from collections.abc import Callable, Collection, Iterable, MutableMapping
+from collections.abc import Callable, Collection, Iterable, MutableMapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -176,10 +176,9 @@ def _select(
     if alg == "round-robin":
         return _round_robin(rr, dset, is_usable)
     size = len(dset.targets)
-    ok = [
-        dset.selectable[i] and (is_usable is None or is_usable(dset.targets[i]))
-        for i in range(size)
-    ]
+    ok = dset.selectable if is_usable is None else [
+        dset.selectable[i] and is_usable(dset.targets[i]) for i in range(size)
+    ]  # fmt: skip
     if not any(ok):
         return ()
     if alg == "priority":
@@ -225,7 +224,7 @@ def _round_robin(
     return tuple(targets[index] for index in order)
 
 
-def _smooth_weighted(rr: RoundRobin, dset: DispatcherSet, ok: list[bool]) -> int:
+def _smooth_weighted(rr: RoundRobin, dset: DispatcherSet, ok: Sequence[bool]) -> int:
     """Smooth weighted round-robin (nginx): proportional even over a few calls.
 
     ``weighted`` (alg 9) shares over every destination by ``weight=``; a share that falls on
