@@ -70,7 +70,6 @@ class DbBackend(Backend):
     def __init__(self, settings: Settings) -> None:
         from pks.db.engine import make_engine
 
-        self.url = settings.db_url
         self.engine = make_engine(settings.db_url)
 
     def call(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
@@ -82,26 +81,13 @@ class DbBackend(Backend):
             fail(exc.message, exc.problems)
 
     def _dispatch(self, method: str, parts: list[str], body: Any, params: dict[str, Any]) -> Any:
-        from pks.provision import peers, tables, transfer  # only the database mode needs them
+        from pks.provision import tables, transfer  # only the database mode needs them
 
         e, head = self.engine, parts[0]
         if head in ("customers", "providers"):
-            kind = head[:-1]
-            if method == "GET":
-                return (
-                    peers.get_peer(e, kind, parts[1])
-                    if len(parts) > 1
-                    else peers.list_peers(e, kind)
-                )
-            if method == "POST":
-                return self._written(peers.create_peer(e, kind, body))
-            return self._written(peers.delete_peer(e, kind, parts[1]))
+            return self._peers(method, head[:-1], parts, body)
         if head == "sets":
-            if method == "GET":
-                return tables.list_sets(e)
-            if method == "PUT":
-                return self._written(tables.put_set(e, int(parts[1]), body["algorithm"]))
-            return self._written(tables.delete_set(e, int(parts[1])))
+            return self._sets(method, parts, body)
         if head == "import":
             return self._written(transfer.import_tables(e, body["files"],
                                                         check_only=body["check_only"]))  # fmt: skip
@@ -115,18 +101,44 @@ class DbBackend(Backend):
             )
         if method == "POST":
             return self._written(tables.create_row(e, head, body))
-        return self._written(tables.delete_row(e, head, int(parts[1])))
+        if method == "DELETE":
+            return self._written(tables.delete_row(e, head, int(parts[1])))
+        raise NotImplementedError(f"{method} /{'/'.join(parts)} has no database mode")
+
+    def _peers(self, method: str, kind: str, parts: list[str], body: Any) -> Any:
+        from pks.provision import peers
+
+        e = self.engine
+        if method == "GET":
+            return (
+                peers.get_peer(e, kind, parts[1]) if len(parts) > 1 else peers.list_peers(e, kind)
+            )
+        if method == "POST":
+            return self._written(peers.create_peer(e, kind, body))
+        if method == "DELETE":
+            return self._written(peers.delete_peer(e, kind, parts[1]))
+        raise NotImplementedError(f"{method} /{'/'.join(parts)} has no database mode")
+
+    def _sets(self, method: str, parts: list[str], body: Any) -> Any:
+        from pks.provision import tables
+
+        e = self.engine
+        if method == "GET":
+            return tables.list_sets(e)
+        if method == "PUT":
+            return self._written(tables.put_set(e, int(parts[1]), body["algorithm"]))
+        if method == "DELETE":
+            return self._written(tables.delete_set(e, int(parts[1])))
+        raise NotImplementedError(f"{method} /{'/'.join(parts)} has no database mode")
 
     @staticmethod
     def _written(data: Any) -> dict[str, Any]:
         return {"data": data, "applied": False, "reload": "written to the database only"}
 
     def rows(self) -> Any:
-        from pks.provision.store import ensure_tables, read_rows
+        from pks.provision.store import read_all
 
-        ensure_tables(self.engine)
-        with self.engine.connect() as conn:
-            return read_rows(conn)
+        return read_all(self.engine)
 
 
 def choose(settings: Settings, force_db: bool, *, quiet: bool = False) -> ApiBackend | DbBackend:
@@ -145,12 +157,8 @@ def choose(settings: Settings, force_db: bool, *, quiet: bool = False) -> ApiBac
             note(f"pks: no proxy answers at {api.base}; working on the database directly")
     backend = DbBackend(settings)
     if not quiet:
-        note(f"pks: database {_safe(backend.url)} (a running proxy sees changes on `pks reload`)")
+        from pks.db.engine import describe
+
+        note(f"pks: database {describe(backend.engine)} (a running proxy sees changes on"
+             " `pks reload`)")  # fmt: skip
     return backend
-
-
-def _safe(url: str) -> str:
-    """A database URL without its password."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, UniqueConstraint
 
-__all__ = ["OWN_TABLES", "own_metadata", "pks_peer", "pks_set"]
+__all__ = ["own_metadata", "pks_peer", "pks_set"]
 
 own_metadata = MetaData()
 
@@ -43,5 +43,3 @@ pks_set = Table(
     Column("setid", Integer, primary_key=True, autoincrement=False),
     Column("algorithm", String(32), nullable=False),
 )
-
-OWN_TABLES = ("pks_peer", "pks_set")

@@ -114,8 +114,8 @@ def create_peer(
 
         return after, writer
 
-    result, _ = write(engine, change, **checks)
-    return dict(result)
+    result: dict[str, Any] = write(engine, change, **checks)
+    return result
 
 
 def delete_peer(engine: Engine, kind: str, name: str, **checks: Any) -> dict[str, Any]:
@@ -148,8 +148,8 @@ def delete_peer(engine: Engine, kind: str, name: str, **checks: Any) -> dict[str
 
         return after, writer
 
-    result, _ = write(engine, change, **checks)
-    return dict(result)
+    result: dict[str, Any] = write(engine, change, **checks)
+    return result
 
 
 # -- helpers ------------------------------------------------------------------------------

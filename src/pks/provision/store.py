@@ -13,14 +13,14 @@ tools (which rely on the sequence) keep working.
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, Engine, Table, func, select, text
+from sqlalchemy import Connection, Engine, Table, text
 
 from pks.db import migrate, schema
 from pks.db.load import LoadError, load_rows
 from pks.provision.errors import Invalid
 from pks.route.rows import TableRows
 
-__all__ = ["KAMAILIO_TABLES", "ensure_tables", "next_id", "read_all", "read_rows", "sync_sequence"]
+__all__ = ["KAMAILIO_TABLES", "ensure_tables", "read_all", "read_rows", "sync_sequence"]
 
 KAMAILIO_TABLES: dict[str, Table] = {
     "address": schema.address,
@@ -49,12 +49,6 @@ def read_rows(conn: Connection) -> TableRows:
         raise Invalid(
             "the tables hold values of the wrong type; fix them first", exc.problems
         ) from None
-
-
-def next_id(conn: Connection, table: Table) -> int:
-    """The id for a new row: one past the highest id in the table."""
-    highest = conn.execute(select(func.max(table.c.id))).scalar()
-    return int(highest or 0) + 1
 
 
 def sync_sequence(conn: Connection, table: Table) -> None:

@@ -20,13 +20,12 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, delete, insert, update
 
 from pks.db.own import pks_set
-from pks.provision.checks import Findings, check_change
+from pks.provision.checks import check_change
 from pks.provision.errors import Invalid, NotFound
 from pks.provision.owners import Owners
 from pks.provision.store import (
     KAMAILIO_TABLES,
     ensure_tables,
-    next_id,
     read_all,
     read_rows,
     sync_sequence,
@@ -93,14 +92,15 @@ def write(
     change: Change,
     *,
     sockets: Collection[str] | None = None,
-) -> tuple[Any, Findings]:
-    """Apply ``change`` in one transaction if the rows it leaves pass the checks."""
+) -> Any:
+    """Apply ``change`` in one transaction if the rows it leaves pass the checks; the
+    writer's result."""
     ensure_tables(engine)
     with engine.begin() as conn:
         before = read_rows(conn)
         after, writer = change(before)
-        findings = check_change(before, after, sockets=sockets)
-        return writer(conn), findings
+        check_change(before, after, sockets=sockets)
+        return writer(conn)
 
 
 # -- reading ------------------------------------------------------------------------------
@@ -152,15 +152,14 @@ def create_row(
         row = _ROW_TYPES[table](id=new_id, **clean)
 
         def writer(conn: Connection) -> dict[str, Any]:
-            row_id = next_id(conn, kamailio)
-            conn.execute(insert(kamailio).values(id=row_id, **clean))
+            conn.execute(insert(kamailio).values(id=new_id, **clean))
             sync_sequence(conn, kamailio)
-            return {"id": row_id, **clean}
+            return {"id": new_id, **clean}
 
         return _with(rows, table, (*getattr(rows, table), row)), writer
 
-    result, _ = write(engine, change, **checks)
-    return dict(result)
+    result: dict[str, Any] = write(engine, change, **checks)
+    return result
 
 
 def update_row(
@@ -182,8 +181,8 @@ def update_row(
 
         return _with(rows, table, replaced), writer
 
-    result, _ = write(engine, change, **checks)
-    return dict(result)
+    result: dict[str, Any] = write(engine, change, **checks)
+    return result
 
 
 def delete_row(engine: Engine, table: str, row_id: int, **checks: Any) -> dict[str, Any]:
@@ -200,8 +199,8 @@ def delete_row(engine: Engine, table: str, row_id: int, **checks: Any) -> dict[s
 
         return _with(rows, table, kept), writer
 
-    result, _ = write(engine, change, **checks)
-    return dict(result)
+    result: dict[str, Any] = write(engine, change, **checks)
+    return result
 
 
 def put_set(engine: Engine, setid: int, algorithm: str, **checks: Any) -> dict[str, Any]:
@@ -223,8 +222,8 @@ def put_set(engine: Engine, setid: int, algorithm: str, **checks: Any) -> dict[s
 
         return dataclasses.replace(rows, sets=sets), writer
 
-    result, _ = write(engine, change, **checks)
-    return dict(result)
+    result: dict[str, Any] = write(engine, change, **checks)
+    return result
 
 
 def delete_set(engine: Engine, setid: int, **checks: Any) -> dict[str, Any]:
@@ -242,8 +241,8 @@ def delete_set(engine: Engine, setid: int, **checks: Any) -> dict[str, Any]:
         kept = tuple(s for s in rows.sets if s is not old[0])
         return dataclasses.replace(rows, sets=kept), writer
 
-    result, _ = write(engine, change, **checks)
-    return dict(result)
+    result: dict[str, Any] = write(engine, change, **checks)
+    return result
 
 
 # -- helpers ------------------------------------------------------------------------------
