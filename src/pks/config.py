@@ -35,7 +35,7 @@ from pks.health.probe import AliveCodes, ProbeConfig
 from pks.net import Address, Proto, SocketInfo
 from pks.route.algorithms import parse_algorithm
 
-__all__ = ["ConfigError", "Settings", "parse_listen"]
+__all__ = ["ConfigError", "Settings", "parse_dns_servers", "parse_listen"]
 
 ENV_PREFIX = "PKS_"
 MAX_WORKERS = 64  # the Via branch carries the worker index in two hex digits
@@ -94,6 +94,15 @@ def _port(text: str | None, *, allow_zero: bool) -> int:
     if not text.isascii() or not text.isdigit() or not lowest <= int(text) <= 65535:
         raise ConfigError(f"port must be a number from {lowest} to 65535, got {text!r}")
     return int(text)
+
+
+def parse_dns_servers(text: str) -> tuple[Address, ...]:
+    """``ip[:port],…`` (IPv6 as ``[v6]:port``) → addresses, port 53 when not given."""
+    servers = []
+    for entry in text.split(","):
+        host, port = _split_hostport(entry.strip())
+        servers.append(Address(_ip(host), 53 if port is None else _port(port, allow_zero=False)))
+    return tuple(servers)
 
 
 def _advertise(text: str) -> tuple[str, int | None]:
@@ -382,6 +391,13 @@ class Settings(BaseSettings):
                 )
         return text
 
+    @field_validator("dns_servers")
+    @classmethod
+    def _check_dns_servers(cls, value: str | None) -> str | None:
+        if value:
+            parse_dns_servers(value)
+        return value
+
     @field_validator("ds_ping_reply_codes")
     @classmethod
     def _check_reply_codes(cls, value: str) -> str:
@@ -488,6 +504,11 @@ class Settings(BaseSettings):
     def worker_count(self) -> int:
         """How many worker processes ``workers`` asks for (1: no supervisor)."""
         return _worker_count(self.workers)
+
+    @cached_property
+    def dns_server_list(self) -> tuple[Address, ...]:
+        """``dns_servers`` parsed; empty for the system's resolver configuration."""
+        return parse_dns_servers(self.dns_servers) if self.dns_servers else ()
 
     @cached_property
     def admin_address(self) -> Address:

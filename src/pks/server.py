@@ -25,6 +25,7 @@ import contextlib
 import gc
 import logging
 import math
+import operator
 import signal
 import socket
 import time
@@ -266,7 +267,12 @@ class Server:
             return ReloadResult(False, f"reload failed, previous tables kept: {rows}")
         assert self.proxy is not None
         live = self.proxy.snapshot
-        if only_if_changed and rows == self.rows and live is not None:
+        # comparing every row is long with large tables: off the event loop
+        if (
+            only_if_changed
+            and live is not None
+            and await asyncio.to_thread(operator.eq, rows, self.rows)
+        ):
             self.db.source = "database"
             return ReloadResult(True, f"reloaded: {live.summary()} (no change)")
         try:
@@ -351,7 +357,7 @@ class Server:
         proxy = self.proxy
         self.dns = DnsRefresher(
             proxy.dns,
-            Resolver(make_resolver(self.settings.dns_servers)),
+            Resolver(make_resolver(self.settings.dns_server_list)),
             loop.time,
             lambda: proxy.snapshot,
         )

@@ -11,6 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 from dnstest import LocalDns
+from pks.config import parse_dns_servers
 from pks.dns.cache import DnsCache, SrvRecord, order_srv
 from pks.dns.refresh import DnsRefresher
 from pks.dns.resolve import Resolver, make_resolver
@@ -40,7 +41,7 @@ def dns_server():
 
 
 def resolver(server: LocalDns) -> Resolver:
-    return Resolver(make_resolver(f"{server.host}:{server.port}", timeout=1.0),
+    return Resolver(make_resolver(parse_dns_servers(f"{server.host}:{server.port}"), timeout=1.0),
                     rng=random.Random(1))  # fmt: skip
 
 
@@ -78,7 +79,7 @@ def test_unknown_name_is_a_cached_failure(dns_server) -> None:
 
 
 def test_unreachable_dns_server_is_a_failure_not_a_hang() -> None:
-    r = Resolver(make_resolver("127.0.0.1:9", timeout=0.3))
+    r = Resolver(make_resolver(parse_dns_servers("127.0.0.1:9"), timeout=0.3))
     got = asyncio.run(r.resolve(("gw.test", 5060, "udp", "srv"), 0.0))
     assert got.addresses == () and got.error
 

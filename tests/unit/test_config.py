@@ -237,3 +237,13 @@ def test_unreadable_toml_is_a_config_error(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("PKS_CONFIG", str(config))
     with pytest.raises(ConfigError, match=f"^PKS_CONFIG: cannot read {config}"):
         Settings()
+
+
+def test_dns_servers_are_parsed_and_checked() -> None:
+    settings = Settings(dns_servers="127.0.0.53, [::1]:5353")
+    assert [(a.host, a.port) for a in settings.dns_server_list] == [("127.0.0.53", 53),
+                                                                   ("::1", 5353)]  # fmt: skip
+    assert Settings().dns_server_list == ()
+    for bad in ("::1", "dns.example:53", "127.0.0.1:0"):
+        with pytest.raises(ConfigError, match="PKS_DNS_SERVERS"):
+            Settings(dns_servers=bad)

@@ -44,6 +44,7 @@ class DnsRefresher:
         self.current = current
         self.ahead = ahead
         self._failing: dict[DnsKey, str] = {}
+        self._names: tuple[Snapshot | None, set[DnsKey]] = (None, set())
         self._task: asyncio.Task[None] | None = None
 
     async def prime(self, snapshot: Snapshot | None) -> None:
@@ -53,8 +54,17 @@ class DnsRefresher:
         missing = [k for k in keys if (e := self.cache.get(k)) is None or e.expires <= now]
         await self._resolve(missing)
 
+    def _keys(self) -> set[DnsKey]:
+        """The names of the live snapshot, walked once per snapshot (not every second)."""
+        snapshot = self.current()
+        if snapshot is not self._names[0]:
+            self._names = (snapshot, names_of(snapshot))
+        return self._names[1]
+
     async def refresh_once(self) -> None:
-        keys = names_of(self.current())
+        keys = self._keys()
+        if not keys and not len(self.cache):
+            return
         now = self.clock()
         due = [
             key for key in keys

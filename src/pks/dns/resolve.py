@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Sequence
 
 import dns.asyncresolver
 import dns.exception
@@ -20,28 +21,23 @@ import dns.rdatatype
 import dns.resolver
 
 from pks.dns.cache import DnsKey, Resolution, SrvRecord, order_srv
+from pks.net import Address
 
 __all__ = ["Resolver", "make_resolver"]
 
 log = logging.getLogger("pks.dns")
 
 
-def make_resolver(servers: str | None = None, timeout: float = 2.0) -> dns.asyncresolver.Resolver:
-    """The system resolver, or one asking ``servers`` (``ip[:port],…``) — e.g. a test DNS."""
+def make_resolver(
+    servers: Sequence[Address] = (), timeout: float = 2.0
+) -> dns.asyncresolver.Resolver:
+    """The system resolver, or one asking ``servers`` (e.g. a test DNS on loopback)."""
     if not servers:
         resolver = dns.asyncresolver.Resolver()
     else:
         resolver = dns.asyncresolver.Resolver(configure=False)
-        nameservers: list[str] = []
-        port = 53
-        for item in servers.split(","):
-            host, _, text_port = item.strip().rpartition(":")
-            if not host or "]" in text_port:  # no port (or a bare IPv6 address)
-                host, text_port = item.strip(), ""
-            nameservers.append(host.strip("[]"))
-            port = int(text_port) if text_port else port
-        resolver.nameservers = nameservers
-        resolver.port = port
+        resolver.nameservers = [s.host for s in servers]
+        resolver.nameserver_ports = {s.host: s.port for s in servers}
     resolver.lifetime = timeout
     resolver.timeout = timeout
     return resolver

@@ -25,7 +25,7 @@ __all__ = ["open_tcp", "open_udp"]
 
 _BACKLOG = 1024
 # Room for bursts while the event loop is busy: the kernel caps it at net.core.rmem_max.
-_UDP_RCVBUF = 4 * 1024 * 1024
+UDP_BUFFER = 4 * 1024 * 1024
 
 
 def _bind(info: SocketInfo, reuse_port: bool = False) -> tuple[socket.socket, SocketInfo]:
@@ -37,7 +37,7 @@ def _bind(info: SocketInfo, reuse_port: bool = False) -> tuple[socket.socket, So
         if kind == socket.SOCK_STREAM:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         else:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _UDP_RCVBUF)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_BUFFER)
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:

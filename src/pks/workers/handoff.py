@@ -27,12 +27,14 @@ import itertools
 import json
 import logging
 import re
+import socket
 import struct
 import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pks.net import Address, Inbound, Send, SocketInfo
+from pks.transport.listen import UDP_BUFFER
 from pks.workers.shared import SharedStore
 
 __all__ = ["Channel", "branch_owner", "branch_prefix", "callid_owner"]
@@ -126,10 +128,8 @@ class Channel(asyncio.DatagramProtocol):
         )
         sock = transport.get_extra_info("socket")
         with contextlib.suppress(OSError, AttributeError):
-            import socket
-
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_BUFFER)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, UDP_BUFFER)
         port = int(transport.get_extra_info("sockname")[1])
         self.store.set_worker(self.index, port=port)
         return port
