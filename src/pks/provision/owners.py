@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from pks.route import DPID_DID, DPID_OFFNET, GROUP_CUSTOMER, GROUP_PROVIDER
 from pks.route.rows import AddressRow, DialplanRow, DispatcherRow, PeerRow, TableRows
 
 __all__ = ["DPID_OF_KIND", "GROUP_OF_KIND", "Owners", "owned_rows"]
 
-DPID_OF_KIND = {"customer": 1, "provider": 2}
-GROUP_OF_KIND = {"customer": 1, "provider": 2}
+DPID_OF_KIND = {"customer": DPID_DID, "provider": DPID_OFFNET}
+GROUP_OF_KIND = {"customer": GROUP_CUSTOMER, "provider": GROUP_PROVIDER}
 
 
 class Owners:

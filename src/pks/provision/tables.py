@@ -30,6 +30,7 @@ from pks.provision.store import (
     read_rows,
     sync_sequence,
 )
+from pks.route import DPID_DID, DPID_OFFNET, DPIDS_BY_GROUP
 from pks.route.algorithms import parse_algorithm
 from pks.route.rows import AddressRow, DialplanRow, DispatcherRow, SetRow, TableRows
 
@@ -312,8 +313,8 @@ def _column_problems(table: str, clean: Mapping[str, Any]) -> list[str]:
                 f"ip_addr {clean['ip_addr']!r} is not an IP address (host names are never"
                 " matched against a request's source)"
             )
-    if table == "address" and "grp" in clean and clean["grp"] not in (1, 2):
+    if table == "address" and "grp" in clean and clean["grp"] not in DPIDS_BY_GROUP:
         found.append(f"grp {clean['grp']} is unknown: 1 = customer, 2 = provider")
-    if table == "dialplan" and "dpid" in clean and clean["dpid"] not in (1, 2):
+    if table == "dialplan" and "dpid" in clean and clean["dpid"] not in (DPID_DID, DPID_OFFNET):
         found.append(f"dpid {clean['dpid']} is unknown: 1 = DIDs, 2 = routes to providers")
     return found

@@ -30,6 +30,8 @@ from pks.route.snapshot import Snapshot, SnapshotError, build_snapshot
 
 __all__ = [
     "DPIDS_BY_GROUP",
+    "DPID_DID",
+    "DPID_OFFNET",
     "GROUP_CUSTOMER",
     "GROUP_PROVIDER",
     "AddressRow",

@@ -108,6 +108,7 @@ class Channel(asyncio.DatagramProtocol):
         self.index = store.index
         self.token = store.token
         self.sockets = sockets  # the transport's bound sockets, in configuration order
+        self._index = {s.key: i for i, s in enumerate(sockets)}  # built once, read per message
         self._deliver = deliver
         self._on_query = on_query
         self._on_notice = on_notice
@@ -159,9 +160,8 @@ class Channel(asyncio.DatagramProtocol):
 
     def hand_off(self, owner: int, data: bytes, inbound: Inbound) -> bool:
         """Send a received message to its owner; False when that cannot be done."""
-        try:
-            index = self.sockets.index(inbound.socket)
-        except ValueError:
+        index = self._index.get(inbound.socket.key)
+        if index is None:
             return False
         if self._send(owner, pack_message(self.token, index, inbound.source, data)):
             self.sent += 1
@@ -171,8 +171,7 @@ class Channel(asyncio.DatagramProtocol):
 
     def relay_send(self, holder: int, effect: Send) -> bool:
         """Pass a TCP send to the worker holding the connection; False if it cannot be."""
-        key = effect.socket.key
-        index = next((i for i, s in enumerate(self.sockets) if s.key == key), None)
+        index = self._index.get(effect.socket.key)
         if index is None:
             return False
         payload = pack_message(self.token, index, effect.dest, effect.data, b"S")
