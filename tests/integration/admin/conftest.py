@@ -4,18 +4,16 @@ it over loopback."""
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from pks.config import Settings
 from pks.db.engine import make_engine
 from pks.provision.transfer import import_tables
 from pks.server import Server
+from servers import free_port, running_server
 
 HOST = "127.0.0.51"
 
@@ -27,12 +25,6 @@ SEED_DISPATCHER = (SEED / "dispatcher").read_text()
 FIXED_DIALPLAN = SEED_DIALPLAN.replace("[0-9]$ 1 0 0 23", "[0-9]$ 0 0 0 23").replace(
     "2 2 1 1 +33", "2 2 1 1 ^\\\\+33"
 )
-
-
-def free_port(host: str, kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -47,18 +39,8 @@ def seeded_url(db_url: str) -> str:
 
 @pytest.fixture
 async def server(seeded_url: str) -> AsyncIterator[Server]:
-    settings = Settings(
-        ds_ping_interval=0,
-        listen=f"udp:{HOST}:{free_port(HOST, socket.SOCK_DGRAM)};name=ipbx",
-        db_url=seeded_url,
-        admin_listen=f"127.0.0.1:{free_port('127.0.0.1')}",
-    )
-    srv = Server(settings)
-    await asyncio.wait_for(srv.start(), 10)
-    try:
+    async with running_server(f"udp:{HOST}:{free_port(HOST)};name=ipbx", seeded_url) as srv:
         yield srv
-    finally:
-        await srv.close()
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ providers whole, explanations that do not move round-robin counters."""
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import httpx
@@ -12,8 +13,9 @@ import pytest
 from pks.admin.serve import AdminError, start_admin
 from pks.config import Settings
 from pks.server import Server
+from servers import free_port
 
-from .conftest import SEED_DIALPLAN, free_port
+from .conftest import SEED_DIALPLAN
 
 
 async def export(api: httpx.AsyncClient) -> dict[str, str]:
@@ -190,7 +192,7 @@ async def test_explain_does_not_move_round_robin(api: httpx.AsyncClient, server:
 
 
 async def test_token_required_off_loopback(server: Server) -> None:
-    port = free_port("127.0.0.1")
+    port = free_port("127.0.0.1", socket.SOCK_STREAM)
     server.settings = Settings(listen=server.settings.listen, admin_listen=f"0.0.0.0:{port}")
     with pytest.raises(AdminError, match="PKS_ADMIN_TOKEN"):
         await start_admin(server)

@@ -15,18 +15,12 @@ import httpx
 import pytest
 
 from dbs import execute
-from pks.config import Settings
 from pks.db import make_engine, migrate
 from pks.server import Server
+from servers import free_port, running_server
 
 HOST = "127.0.0.41"
 PEER = "127.0.0.42"
-
-
-def free_port(host: str, kind: int = socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def seed(url: str) -> None:
@@ -45,19 +39,8 @@ def seed(url: str) -> None:
 @pytest.fixture
 async def server(db_url: str) -> AsyncIterator[Server]:
     seed(db_url)
-    port = free_port(HOST)
-    settings = Settings(
-        ds_ping_interval=0,
-        listen=f"udp:{HOST}:{port}",
-        db_url=db_url,
-        admin_listen=f"127.0.0.1:{free_port('127.0.0.1', socket.SOCK_STREAM)}",
-    )
-    srv = Server(settings)
-    await asyncio.wait_for(srv.start(), 10)
-    try:
+    async with running_server(f"udp:{HOST}:{free_port(HOST)}", db_url) as srv:
         yield srv
-    finally:
-        await srv.close()
 
 
 def options(port: int, branch: str) -> bytes:
