@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 class Proto(enum.Enum):
@@ -24,9 +25,11 @@ class Proto(enum.Enum):
         return self is not Proto.UDP
 
 
-@dataclass(frozen=True, slots=True)
-class Address:
-    """A transport address: an IP literal (IPv6 without brackets) and a port."""
+class Address(NamedTuple):
+    """A transport address: an IP literal (IPv6 without brackets) and a port.
+
+    Address, Inbound and Send are made for every message: named tuples, built several times
+    faster than frozen dataclasses, and as immutable."""
 
     host: str
     port: int
@@ -68,8 +71,7 @@ class SocketInfo:
         return f"{self.proto.value}:{Address(self.host, self.port)}"
 
 
-@dataclass(frozen=True, slots=True)
-class Inbound:
+class Inbound(NamedTuple):
     """Where a message arrived: our socket, the packet's source, and the TCP connection id."""
 
     socket: SocketInfo
@@ -77,8 +79,7 @@ class Inbound:
     conn_id: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Send:
+class Send(NamedTuple):
     """An effect: send ``data`` to ``dest`` from ``socket``.
 
     For TCP, ``conn_id`` names the connection to reuse when it is still open; otherwise the

@@ -17,6 +17,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+import re
 import secrets
 from collections import Counter
 from dataclasses import dataclass, field
@@ -66,6 +67,7 @@ SCANNERS = (
     b"sundayddr",
     b"smap",
 )
+_SCANNER = re.compile(b"|".join(re.escape(s) for s in SCANNERS), re.IGNORECASE)
 Holder = ServerCtx | Branch | LocalServer | ProbeSchedule | CallTable
 Key = tuple[str, ...]
 
@@ -217,7 +219,7 @@ class Proxy:
                 self._reply(msg, inbound, rejected.code, rejected.reason, out, rejected.extra)
             return
         ua = msg.get("user-agent")
-        if ua is not None and any(s in ua.lower() for s in SCANNERS):
+        if ua is not None and _SCANNER.search(ua) is not None:
             log.info("drop %s from %s: scanner User-Agent %r", msg.method, inbound.source, ua)
             return
         key = self._server_key(msg)

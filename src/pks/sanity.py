@@ -124,7 +124,7 @@ def check_request(msg: Message) -> Reject | None:
 def check_response(msg: Message) -> str | None:
     """A response we may relay; returns why it must be dropped, or None."""
     try:
-        _ = msg.vias
+        _ = msg.top_via  # the only one we read: the next hop upstream reads the others
         _ = msg.cseq
         if msg.get("call-id") is None:
             return "missing Call-ID"

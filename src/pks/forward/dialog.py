@@ -8,6 +8,7 @@ next hop (``maddr`` honoured); otherwise the Request-URI is, with its NAT ``alia
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ class NextHop:
     socket: SocketInfo | None  # forced by the second half of a double Record-Route
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)

@@ -37,7 +37,7 @@ class Header:
     @classmethod
     def make(cls, key: str, value: bytes | str) -> Header:
         v = value.encode("latin-1") if isinstance(value, str) else value
-        return cls(key, names.canonical(key).encode() + b": " + v, v)
+        return cls(key, names.line_prefix(key) + v, v)
 
     def __repr__(self) -> str:
         return f"Header({self.raw!r})"
@@ -59,6 +59,7 @@ class Message:
         "_routes",
         "_rr",
         "_to",
+        "_top",
         "_uri",
         "_vias",
         "body",
@@ -92,6 +93,7 @@ class Message:
 
     def _clear_cache(self) -> None:
         self._vias: list[Via] | None = None
+        self._top: Via | None = None
         self._from: NameAddr | None = None
         self._to: NameAddr | None = None
         self._cseq: CSeq | None = None
@@ -150,7 +152,20 @@ class Message:
 
     @property
     def top_via(self) -> Via:
-        return self.vias[0]
+        """The first Via, parsed alone (the others are parsed only when ``vias`` is read)."""
+        if self._vias is not None:
+            return self._vias[0]
+        top = self._top
+        if top is None:
+            value = self.get("via")
+            if value is None:
+                raise ParseError("missing Via header")
+            text = value.decode("latin-1")
+            first = split_top(text, ",")[0] if "," in text else text
+            if not first.strip():
+                raise ParseError("empty element in Via header")
+            top = self._top = parse_via(first)
+        return top
 
     def _single_addr(self, key: str) -> NameAddr:
         v = self.get_str(key)
@@ -245,8 +260,9 @@ class Message:
             status=self.status,
             reason=self.reason,
         )
-        m._vias, m._from, m._to, m._cseq, m._uri = (
+        m._vias, m._top, m._from, m._to, m._cseq, m._uri = (
             self._vias,
+            self._top,
             self._from,
             self._to,
             self._cseq,
@@ -304,6 +320,7 @@ class Message:
     def _invalidate(self, key: str) -> None:
         if key == "via":
             self._vias = None
+            self._top = None
         elif key == "route":
             self._routes = None
         elif key == "record-route":

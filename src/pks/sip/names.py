@@ -62,3 +62,16 @@ def canonical(name: str) -> str:
     if spelled is None:
         spelled = "-".join(part.capitalize() for part in name.split("-"))
     return spelled
+
+
+_PREFIX: dict[str, bytes] = {}
+
+
+def line_prefix(name: str) -> bytes:
+    """``b"Name: "`` for a header key: what starts a header line we write."""
+    prefix = _PREFIX.get(name)
+    if prefix is None:
+        prefix = canonical(name).encode() + b": "
+        if len(_PREFIX) < 4096:
+            _PREFIX[name] = prefix
+    return prefix

@@ -7,13 +7,14 @@ just handed in (the proxy holds it). This keeps the machines independent of the 
 model (RFC 3261 §17 only needs status classes and opaque bytes).
 
 Invariants: a machine emits ``Terminated`` exactly once, last in its list, and emits nothing
-after it. Effects are immutable values; the fieldless ones are shared singletons.
+after it. Effects are immutable values (the two made per message are named tuples, cheap
+to build); the fieldless ones are shared singletons.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import NamedTuple, TypeAlias
 
 __all__ = [
     "DELIVER_ACK",
@@ -30,15 +31,13 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Transmit:
+class Transmit(NamedTuple):
     """Send ``data`` to this transaction's peer: a request (client) or a response (server)."""
 
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Deliver:
+class Deliver(NamedTuple):
     """Client side: pass the response just received (``status``) up to the TU.
 
     In the INVITE client's Accepted state (RFC 6026 §7.2) this is a 2xx retransmission or a
