@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import DBAPIError
 
-from pks import __version__
+from pks import __version__, accel
 from pks.config import Settings
 from pks.db import engine as db_engine
 from pks.db import migrate
@@ -45,6 +45,7 @@ from pks.db.load import load_rows
 from pks.db.watch import ChangeWatcher, Fingerprint, describe_watch, fingerprint
 from pks.dns.refresh import DnsRefresher
 from pks.dns.resolve import Resolver, make_resolver
+from pks.loop import loop_name
 from pks.net import Inbound, Send, SocketInfo
 from pks.proxy import CoreConfig, Proxy
 from pks.route.rows import TableRows
@@ -384,8 +385,9 @@ class Server:
         listening = ", ".join(str(s) for s in sockets)
         if worker is None:
             log.info(
-                "pks: ready (version %s) on %s; %s", __version__, listening, snapshot.summary()
-            )
+                "pks: ready (version %s, %s loop, core %s) on %s; %s", __version__, loop_name(),
+                accel.status(), listening, snapshot.summary(),
+            )  # fmt: skip
         else:
             log.info("pks: worker %d of %d up on %s; %s", worker.index, worker.workers,
                      listening, snapshot.summary())  # fmt: skip

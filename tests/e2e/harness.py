@@ -33,6 +33,7 @@ SCENARIOS = Path(__file__).parent / "scenarios"
 PROXY_IP = "127.0.0.10"
 FIRST_PEER_HOST = 11  # peers get 127.0.0.11, .12, ... in each test
 READY_LINE = "pks: ready"
+CORES = {"pure": "core pure Python", "compiled": "core compiled (mypyc)"}
 
 # Row shapes, without the id column, in the column order of Kamailio 5.6's tables.
 AddressRow = tuple[int, str, int, int, str | None]  # grp, ip_addr, mask, port, tag
@@ -275,6 +276,10 @@ class ProxyProcess:
             return READY_LINE in self.log()
 
         _wait_for(ready, timeout, f"{READY_LINE!r} in {self.log_path}")
+        # scripts/test runs the suite on the pure-Python core, then on the compiled one
+        want = CORES.get(os.environ.get("PKS_TEST_CORE", ""))
+        if want is not None and want not in self.log():
+            raise HarnessError(f"the proxy does not run the {want!r}: {self.log_path}")
 
     def stop(self) -> None:
         if self._proc is not None:

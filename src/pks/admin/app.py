@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
-from pks import __version__
+from pks import __version__, accel
 from pks.admin.rest import build_rest
 from pks.admin.rpc import build_rpc
 from pks.admin.service import AdminService, NotReady
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 
 def build_app(server: Server) -> FastAPI:
+    core = accel.status()  # "pure Python" or "compiled (mypyc)": which modules were imported
     app = FastAPI(title="pks-sip-proxy admin API", version=__version__)
     service = AdminService(server)
 
@@ -47,6 +48,7 @@ def build_app(server: Server) -> FastAPI:
         return {
             "version": __version__,
             "uptime": round(time.time() - server.started_at, 3),
+            "core": core,
             "routing_loaded": snap is not None,
             "routing": snap.summary() if snap is not None else None,
             "last_reload": None if server.last_reload is None else server.last_reload.message,

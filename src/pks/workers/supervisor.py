@@ -27,7 +27,7 @@ import sys
 import time
 from types import FrameType
 
-from pks import __version__
+from pks import __version__, accel
 from pks.config import Settings
 from pks.workers.shared import SharedStore
 
@@ -99,8 +99,8 @@ class Supervisor:
                 return 0 if self.stopping else 1
             pids = ", ".join(str(self.store.pid(i)) for i in range(self.count))
             listening = ", ".join(str(s) for s in self.settings.sockets)
-            log.info("pks: ready (version %s) on %s; %d workers (pids %s)", __version__,
-                     listening, self.count, pids)  # fmt: skip
+            log.info("pks: ready (version %s, core %s) on %s; %d workers (pids %s)",
+                     __version__, accel.status(), listening, self.count, pids)  # fmt: skip
             self._watch()
             return 0
         finally:

@@ -1,0 +1,164 @@
+"""Optional accelerator: the sans-IO core compiled to C extensions with mypyc.
+
+The hot path — parser, sanity, transactions, forwarding, routing lookups, the proxy spine — is
+plain typed Python. mypyc compiles those same files, unchanged, to C extension modules, about
+twice as fast; nothing else is needed at run time. Without them the pure-Python modules run:
+the fallback *is* the source, so both pass the same tests (``scripts/test`` runs the suite on
+both).
+
+``python -m pks.accel build [--out DIR | --inplace]`` builds them (needs mypy, a C compiler and
+the Python headers):
+
+* ``--out DIR`` (``scripts/compile``: ``build/accel``): a complete copy of the ``pks`` package
+  with the compiled modules beside their sources; run it with ``PYTHONPATH=DIR``. The working
+  tree stays pure Python, so an edited file is never shadowed by an older compiled one.
+* ``--inplace``: next to the installed package (a production install in its own virtualenv).
+
+``python -m pks.accel clean [--out DIR | --inplace]`` removes them; ``status`` says which
+modules of the running interpreter's ``pks`` are compiled. ``pks run`` logs it at start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.machinery
+import importlib.util
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+#: The modules compiled (relative to the directory holding the ``pks`` package). Only the
+#: data path: build-time code (regex translation, snapshot loading) gains nothing from it.
+MODULES: tuple[str, ...] = (
+    "pks/net.py",
+    "pks/sanity.py",
+    "pks/proxy.py",
+    "pks/sip/errors.py",
+    "pks/sip/names.py",
+    "pks/sip/params.py",
+    "pks/sip/uri.py",
+    "pks/sip/via.py",
+    "pks/sip/nameaddr.py",
+    "pks/sip/message.py",
+    "pks/sip/parse.py",
+    "pks/sip/build.py",
+    "pks/sip/framing.py",
+    "pks/sip/status.py",
+    "pks/transaction/effects.py",
+    "pks/transaction/timers.py",
+    "pks/transaction/client_invite.py",
+    "pks/transaction/client_non_invite.py",
+    "pks/transaction/server_invite.py",
+    "pks/transaction/server_non_invite.py",
+    "pks/forward/calls.py",
+    "pks/forward/context.py",
+    "pks/forward/dialog.py",
+    "pks/forward/hop.py",
+    "pks/forward/nat.py",
+    "pks/forward/request.py",
+    "pks/forward/response.py",
+    "pks/route/decision.py",
+    "pks/route/authorize.py",
+    "pks/route/lookup.py",
+    "pks/route/dispatch.py",
+    "pks/route/algorithms.py",
+    "pks/health/state.py",
+    "pks/health/probe.py",
+    "pks/dns/cache.py",
+)
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the directory holding ``pks``
+
+
+def module_name(path: str) -> str:
+    return path.removesuffix(".py").replace("/", ".")
+
+
+def compiled_modules() -> list[str]:
+    """The modules of ``MODULES`` that this interpreter would load from a C extension."""
+    found = []
+    for path in MODULES:
+        spec = importlib.util.find_spec(module_name(path))
+        origin = spec.origin if spec is not None else None
+        if origin and origin.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
+            found.append(module_name(path))
+    return found
+
+
+def status() -> str:
+    """``"compiled (mypyc)"``, ``"pure Python"`` or ``"partly compiled (n of m)"``."""
+    n = len(compiled_modules())
+    if n == 0:
+        return "pure Python"
+    if n == len(MODULES):
+        return "compiled (mypyc)"
+    return f"partly compiled ({n} of {len(MODULES)} modules)"
+
+
+def _extensions(root: Path) -> list[Path]:
+    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    found = [p for p in (root / "pks").rglob("*") if p.name.endswith(suffixes)]
+    found += [p for p in root.glob("*__mypyc*") if p.name.endswith(suffixes)]
+    return found
+
+
+def clean(root: Path) -> int:
+    """Remove the compiled modules under ``root``; returns how many files went."""
+    gone = _extensions(root)
+    for path in gone:
+        path.unlink()
+    return len(gone)
+
+
+def build(root: Path, copy_from: Path | None) -> None:
+    """Compile ``MODULES`` in ``root`` (after copying the package there from ``copy_from``)."""
+    try:
+        from mypyc.build import mypycify
+        from setuptools import setup
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise SystemExit(f"pks.accel: {exc.name} is needed to compile (pip install mypy)") from exc
+    if copy_from is not None:
+        shutil.rmtree(root / "pks", ignore_errors=True)
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(
+            copy_from / "pks", root / "pks", ignore=shutil.ignore_patterns("__pycache__", "*.so")
+        )
+    clean(root)
+    cwd = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="pks-accel-") as tmp:
+        os.chdir(root)
+        try:
+            setup(
+                name="pks-accel",
+                ext_modules=mypycify(list(MODULES), opt_level="3"),
+                script_args=["-q", "build_ext", "--inplace", "--build-temp", tmp],
+            )
+        finally:
+            os.chdir(cwd)
+    print(f"pks.accel: {len(MODULES)} modules compiled in {root}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pks.accel", description=__doc__.split("\n")[0])
+    parser.add_argument("action", choices=("build", "clean", "status"))
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--out", type=Path, help="a compiled copy of the package in this directory")
+    where.add_argument("--inplace", action="store_true", help="next to the installed package")
+    args = parser.parse_args(argv)
+    if args.action == "status":
+        print(status())
+        return 0
+    if args.out is None and not args.inplace:
+        parser.error("say where: --out DIR or --inplace")
+    root = PACKAGE_ROOT if args.inplace else args.out.resolve()
+    if args.action == "clean":
+        print(f"pks.accel: {clean(root)} compiled files removed from {root}")
+        return 0
+    build(root, None if args.inplace else PACKAGE_ROOT)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""The optional mypyc accelerator: which core runs, and the module list stays real."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import os
+from pathlib import Path
+
+import pytest
+
+from pks import accel
+
+SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
+
+
+def test_status_is_the_core_this_run_expects() -> None:
+    # scripts/test sets PKS_TEST_CORE: "pure" for the first pass, "compiled" for the second
+    expected = os.environ.get("PKS_TEST_CORE")
+    if expected is None:
+        pytest.skip("PKS_TEST_CORE not set (scripts/test sets it)")
+    want = {"pure": "pure Python", "compiled": "compiled (mypyc)"}[expected]
+    assert accel.status() == want
+    import pks.proxy
+
+    assert pks.proxy.__file__ is not None
+    assert pks.proxy.__file__.endswith(SUFFIX) is (expected == "compiled")
+
+
+def test_every_listed_module_exists_and_is_imported_by_name() -> None:
+    root = accel.PACKAGE_ROOT
+    for path in accel.MODULES:
+        assert (root / path).is_file(), path
+    assert accel.module_name("pks/sip/parse.py") == "pks.sip.parse"
+    assert len(set(accel.MODULES)) == len(accel.MODULES)
+
+
+def test_clean_removes_compiled_files_only(tmp_path: Path) -> None:
+    pkg = tmp_path / "pks" / "sip"
+    pkg.mkdir(parents=True)
+    (pkg / "parse.py").write_text("x = 1\n")
+    (pkg / f"parse{SUFFIX}").write_bytes(b"\0")
+    (tmp_path / f"abc__mypyc{SUFFIX}").write_bytes(b"\0")
+    assert accel.clean(tmp_path) == 2
+    assert [p.name for p in tmp_path.rglob("*") if p.is_file()] == ["parse.py"]
+
+
+def test_cli_needs_a_place_to_build(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        accel.main(["build"])
+    assert stop.value.code == 2
+    assert "--out DIR or --inplace" in capsys.readouterr().err
+    assert accel.main(["status"]) == 0
+    assert capsys.readouterr().out.strip() in ("pure Python", "compiled (mypyc)")
