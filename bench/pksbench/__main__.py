@@ -120,6 +120,12 @@ def main() -> int:
     parser.add_argument(
         "--pks-workers", type=int, default=1, help="PKS_WORKERS of pks in scenario 1 (1)"
     )
+    parser.add_argument(
+        "--pks-core",
+        choices=("compiled", "pure", "both"),
+        default="compiled",
+        help="pks's core compiled by mypyc (pks.accel, the default), pure Python, or both",
+    )
     parser.add_argument("--no-lookups", action="store_true", help="skip scenario 2")
     parser.add_argument("--no-calls", action="store_true", help="skip scenario 1")
     args = parser.parse_args()
@@ -137,16 +143,9 @@ def main() -> int:
     if why_not is not None:
         notes.append(f"pks not measured: {why_not}")
         log(f"pks not measured: {why_not}")
-    wanted = {t.strip() for t in args.targets.split(",") if t.strip()}
     cores = os.cpu_count() or 1
     admin_port = free_tcp_port()
-    targets: list[Target] = []
-    if "direct" in wanted:
-        targets.append(Direct())
-    if "kamailio" in wanted:
-        targets.append(Kamailio(children=cores))
-    if "pks" in wanted and why_not is None:
-        targets.append(Pks(admin_port, args.pks_workers))
+    targets, accel = make_targets(args, why_not is None, cores, admin_port, notes)
 
     meta: dict[str, object] = {
         "mode": mode,
@@ -166,7 +165,7 @@ def main() -> int:
                 results.append(Runner(target, plan, db, [tables.CALLED], workdir, log).run())
         if not args.no_lookups:
             log("scenario 2: lookup cost as the tables grow")
-            runner = lookups.SizeRunner(workdir, log, args.quick, why_not is None, cores)
+            runner = lookups.SizeRunner(workdir, log, args.quick, why_not is None, cores, accel)
             sizes = runner.run(admin_port)
     except KeyboardInterrupt:
         log("interrupted: stopping everything, writing what was measured")
@@ -189,6 +188,45 @@ def main() -> int:
     print()
     print((RESULTS / f"{mode}.md").read_text())
     return 0
+
+
+def make_targets(
+    args: argparse.Namespace, pks_ok: bool, cores: int, admin_port: int, notes: list[str]
+) -> tuple[list[Target], Path | None]:
+    """The targets of scenario 1, in order, and the compiled core pks runs (None: pure)."""
+    wanted = {t.strip() for t in args.targets.split(",") if t.strip()}
+    targets: list[Target] = []
+    if "direct" in wanted:
+        targets.append(Direct())
+    if "kamailio" in wanted:
+        targets.append(Kamailio(children=cores))
+    accel: Path | None = None
+    if "pks" in wanted and pks_ok and args.pks_core != "pure":
+        accel = build_accel(notes)
+    if "pks" in wanted and pks_ok:
+        if accel is not None:
+            targets.append(Pks(admin_port, args.pks_workers, accel))
+        if accel is None or args.pks_core == "both":
+            targets.append(Pks(admin_port, args.pks_workers))
+    return targets, accel
+
+
+def build_accel(notes: list[str]) -> Path | None:
+    """The compiled core (``python -m pks.accel build``) in bench/.accel, or None if it fails."""
+    out = BENCH / ".accel"
+    log(f"compiling pks's core with mypyc into {out.relative_to(BENCH.parent)} (about 2 min)")
+    done = subprocess.run(
+        [sys.executable, "-m", "pks.accel", "build", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        why = (done.stderr.strip().splitlines() or ["?"])[-1]
+        notes.append(f"pks measured in pure Python: compiling its core failed ({why})")
+        log(f"compiling failed, pure Python is measured: {why}")
+        return None
+    return out
 
 
 def standard_notes(plan: object, cores: int) -> list[str]:

@@ -25,7 +25,6 @@ from pks.net import Address, Inbound, Proto, Send, SocketInfo
 from pks.proxy import CoreConfig, Proxy
 from pks.route import AddressRow, DialplanRow, DispatcherRow, TableRows, build_snapshot
 from pks.sip import parse
-
 from pksbench import tables
 
 PROXY = SocketInfo("bench", Proto.UDP, tables.PKS_IP, tables.SIP_PORT)

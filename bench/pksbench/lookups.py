@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import statistics
 import sys
@@ -91,14 +92,19 @@ def sizes(quick: bool) -> list[Sized]:
     return [Sized(10, 0), Sized(10_000, 0), Sized(1_000_000, 0), Sized(10, 100_000)]
 
 
-def run_pks_functions(size: Sized, workdir: Path, timeout: float, quick: bool) -> dict[str, object]:
+def run_pks_functions(
+    size: Sized, workdir: Path, timeout: float, quick: bool, accel: Path | None
+) -> dict[str, object]:
     out = workdir / f"pks-functions-{size.dialplan}-{size.address}.json"
+    env = dict(os.environ)
+    if accel is not None:  # the compiled lookup functions
+        env["PYTHONPATH"] = os.pathsep.join([str(accel), env.get("PYTHONPATH", "")])
     argv = [sys.executable, "-m", "pksbench.lookup_pks", "--dialplan", str(size.dialplan)]
     argv += ["--address", str(size.address), "--out", str(out)]
     if quick:
         argv.append("--quick")
     proc = procs.start(
-        f"pks-functions-{size.dialplan}-{size.address}", argv, workdir, cwd=PACKAGE_DIR
+        f"pks-functions-{size.dialplan}-{size.address}", argv, workdir, env=env, cwd=PACKAGE_DIR
     )
     code = procs.wait(proc, timeout)
     if code is None:
@@ -119,8 +125,10 @@ class SizeRunner:
         quick: bool,
         pks_ok: bool,
         cores: int,
+        accel: Path | None = None,
     ) -> None:
         self.workdir = workdir / "lookups"
+        self.accel = accel  # pks's compiled core, if built
         self.log = log
         self.quick = quick
         self.pks_ok = pks_ok
@@ -148,8 +156,9 @@ class SizeRunner:
         if self.pks_ok:
             try:
                 r.pks_functions = run_pks_functions(
-                    size, self.workdir, timeout=120 if self.quick else 400, quick=self.quick
-                )
+                    size, self.workdir, timeout=120 if self.quick else 400, quick=self.quick,
+                    accel=self.accel,
+                )  # fmt: skip
                 f = r.pks_functions
                 self.log(
                     f"    pks functions: build {_g(f['build_seconds'])} s, customer call"
@@ -169,7 +178,8 @@ class SizeRunner:
         )
         self._proxy(kam, r.kamailio, db, numbers, size)
         if self.pks_ok:
-            self._proxy(Pks(self.admin_port), r.pks, db, numbers, size, rate=r.kamailio.rate)
+            pks = Pks(self.admin_port, 1, self.accel)
+            self._proxy(pks, r.pks, db, numbers, size, rate=r.kamailio.rate)
         self.log(f"    ({time.monotonic() - t0:.0f}s)")
         return r
 

@@ -50,7 +50,7 @@ Row = tuple[str, Callable[[TargetResult], float | None]]
 
 def scenario1_table(results: Sequence[TargetResult], concurrent: int) -> list[str]:
     by = _by_name(results)
-    order = [n for n in ("direct", "kamailio", "pks") if n in by]
+    order = [n for n in ("direct", "kamailio", "pks", "pks-pure") if n in by]
     head = [by[n].label + (" (ceiling)" if n == "direct" else "") for n in order]
     lines = ["| measure | " + " | ".join(head) + " | pks / Kamailio |"]
     lines.append("|---" * (len(order) + 2) + "|")
@@ -236,7 +236,7 @@ def plot(
         from matplotlib import ticker
     except ImportError:
         return None
-    colors = {"direct": "#9e9e9e", "kamailio": "#d95f02", "pks": "#1b9e77"}
+    colors = {"direct": "#9e9e9e", "kamailio": "#d95f02", "pks": "#1b9e77", "pks-pure": "#7570b3"}
     fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
     fig.suptitle(f"pks-sip-proxy vs Kamailio 5.6 — {meta['mode']} run, {meta['date']}")
 

@@ -177,11 +177,15 @@ class Kamailio(Target):
 class Pks(Target):
     """``python -m pks run`` from the benchmark's virtualenv (the project installed editable)."""
 
-    def __init__(self, admin_port: int, workers: int = 1) -> None:
-        label = "pks" if workers == 1 else f"pks ({workers} workers)"
-        super().__init__("pks", label, PKS_IP)
+    def __init__(self, admin_port: int, workers: int = 1, accel: Path | None = None) -> None:
+        """``accel``: a compiled copy of the package (``python -m pks.accel build --out``)."""
+        label = "pks" if accel is not None else "pks (pure Python)"
+        if workers != 1:
+            label += f" ({workers} workers)"
+        super().__init__("pks" if accel is not None else "pks-pure", label, PKS_IP)
         self.admin_port = admin_port
         self.workers = workers
+        self.accel = accel
 
     def launch(self, db: Path, workdir: Path, extra: tuple[str, ...]) -> procs.Proc:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PKS_")}
@@ -193,10 +197,13 @@ class Pks(Target):
             PKS_DS_PING_INTERVAL="0",  # as the Kamailio config: no keepalives
             PKS_WORKERS=str(self.workers),
         )
+        if self.accel is not None:
+            env["PYTHONPATH"] = os.pathsep.join([str(self.accel), env.get("PYTHONPATH", "")])
         for assignment in extra:
             key, _, value = assignment.partition("=")
             env[key] = value
-        return procs.start("pks", [sys.executable, "-m", "pks", "run"], workdir, env=env, cwd=REPO)
+        return procs.start(self.name, [sys.executable, "-m", "pks", "run"], workdir, env=env,
+                           cwd=REPO)  # fmt: skip
 
     def logged_ready(self) -> bool:
         return self.proc is not None and "pks: ready" in self.proc.stderr_text()

@@ -6,7 +6,7 @@ Plain frozen values used by every layer (transport, proxy core, routing); no I/O
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 
@@ -15,6 +15,10 @@ class Proto(enum.Enum):
 
     UDP = "udp"
     TCP = "tcp"
+
+    # members are singletons: identity hashing, done in C (Enum's own hashes the name in
+    # Python, and every socket key holds a Proto)
+    __hash__ = object.__hash__
 
     @property
     def via_name(self) -> str:
@@ -63,9 +67,11 @@ class SocketInfo:
     def public_port(self) -> int:
         return self.advertise_port or self.port
 
-    @property
-    def key(self) -> tuple[Proto, str, int]:
-        return (self.proto, self.host, self.port)
+    key: tuple[Proto, str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # (proto, host, port): what the transport indexes its sockets by, looked up per send
+        object.__setattr__(self, "key", (self.proto, self.host, self.port))
 
     def __str__(self) -> str:
         return f"{self.proto.value}:{Address(self.host, self.port)}"

@@ -22,6 +22,7 @@ from pks.transport.callbacks import MessageHandler, SendErrorHandler, deliver
 __all__ = ["UdpEndpoint"]
 
 log = logging.getLogger(__name__)
+_new = tuple.__new__
 
 
 class UdpEndpoint(asyncio.DatagramProtocol):
@@ -46,11 +47,13 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self._transport = transport
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        source = Address(addr[0], addr[1])
+        # the per-datagram path: Address and Inbound built by tuple.__new__ (no Python-level
+        # constructor call); IPv6 addresses come as (host, port, flowinfo, scope_id)
+        source = _new(Address, addr if len(addr) == 2 else addr[:2])
         if len(data) > self._max:
             log.debug("%s: dropped %d-byte datagram from %s", self.socket, len(data), source)
             return
-        deliver(self._on_message, data, Inbound(self.socket, source))
+        deliver(self._on_message, data, _new(Inbound, (self.socket, source, None)))
 
     def error_received(self, exc: Exception) -> None:
         if self._sending:
@@ -68,7 +71,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
             return
         self._sending, self._send_error = True, None
         try:
-            transport.sendto(effect.data, (dest.host, dest.port))
+            transport.sendto(effect.data, dest)  # an Address is a (host, port) tuple
         except (OSError, ValueError) as exc:  # uvloop: family mismatch or not an IP literal
             self._send_error = exc
         finally:
