@@ -23,30 +23,21 @@ import time
 
 from pks.net import Address, Inbound, Proto, Send, SocketInfo
 from pks.proxy import CoreConfig, Proxy
-from pks.route import AddressRow, DialplanRow, DispatcherRow, TableRows, build_snapshot
+from pks.route import build_snapshot
 from pks.sip import parse
 from pksbench import tables
+from pksbench.lookup_pks import table_rows
 
 PROXY = SocketInfo("bench", Proto.UDP, tables.PKS_IP, tables.SIP_PORT)
 CALLER = Address(tables.UAC_IP, tables.SIP_PORT)
 GATEWAYS = tuple(Address(ip, tables.SIP_PORT) for ip in tables.GATEWAY_IPS)
+PREFIX = "z9hG4bKpksbench"
 MESSAGES_PER_CALL = 6  # received: INVITE, 180, 200, ACK, BYE, 200
 
 SDP = (
     "v=0\r\no=bench 53655765 2353687637 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n"
     "m=audio 6000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
 )
-
-
-def _snapshot() -> object:
-    t = tables.bench_tables()
-    return build_snapshot(
-        TableRows(
-            address=tuple(AddressRow(*r) for r in t.address),
-            dialplan=tuple(DialplanRow(*r) for r in t.dialplan),
-            dispatcher=tuple(DispatcherRow(*r) for r in t.dispatcher),
-        )
-    )
 
 
 def _caller_request(method: str, n: int, ruri: str, cseq: int, extra: str = "") -> bytes:
@@ -137,16 +128,16 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile one round")
     args = parser.parse_args()
 
-    snap = _snapshot()
+    snap = build_snapshot(table_rows(tables.bench_tables()))
     rounds: list[float] = []
     gc.collect()
     gc.freeze()
     for r in range(args.rounds + 1):
-        proxy = Proxy((PROXY,), CoreConfig(), snap)  # type: ignore[arg-type]
-        # a round replays messages recorded on another proxy: same branch prefix needed,
-        # so record on this proxy's twin (the same prefix) and replay on this one
-        twin = Proxy((PROXY,), CoreConfig(), snap, branch_prefix=proxy._prefix)  # type: ignore[arg-type]
-        msgs = _messages(twin, args.calls, r * args.calls)
+        # a round records the calls on one proxy, then replays what it received on a twin
+        # (same branch prefix, so the callee's answers match the twin's branches too)
+        recorder = Proxy((PROXY,), CoreConfig(), snap, branch_prefix=PREFIX)
+        msgs = _messages(recorder, args.calls, r * args.calls)
+        proxy = Proxy((PROXY,), CoreConfig(), snap, branch_prefix=PREFIX)
         now = 1000.0
         t0 = time.perf_counter()
         if args.profile and r == args.rounds:
@@ -157,6 +148,8 @@ def main() -> None:
         if args.profile and r == args.rounds:
             prof.disable()
         elapsed = time.perf_counter() - t0
+        if proxy.stats != recorder.stats:  # the replay must do what the recording did
+            raise SystemExit(f"replay diverged: {proxy.stats} != {recorder.stats}")
         for _ in range(100):
             nxt = proxy.next_deadline()
             if nxt is None:

@@ -73,8 +73,8 @@ def _per_call_us(fn: Callable[[], int], min_seconds: float, repeats: int) -> flo
     return best
 
 
-def _rows(size: tables.Sized) -> TableRows:
-    t = tables.sized_tables(size)
+def table_rows(t: tables.Tables) -> TableRows:
+    """The benchmark's rows (plain tuples) as ``pks.route.rows`` values."""
     return TableRows(
         address=tuple(AddressRow(*r) for r in t.address),
         dialplan=tuple(DialplanRow(*r) for r in t.dialplan),
@@ -154,7 +154,7 @@ def _authorize_timings(timer: Timer, snap: Snapshot, sample: list[str]) -> dict[
 
 def run(dialplan: int, address: int, timer: Timer) -> dict[str, object]:
     size = tables.Sized(dialplan, address)
-    rows = _rows(size)
+    rows = table_rows(tables.sized_tables(size))
     gc.collect()
     rss_before = _rss_mib()
     t0 = time.perf_counter()

@@ -68,6 +68,7 @@ SCANNERS = (
     b"smap",
 )
 _SCANNER = re.compile(b"|".join(re.escape(s) for s in SCANNERS), re.IGNORECASE)
+_CLASSES = tuple(f"{n}xx" for n in range(7))  # stats keys of status codes 100..699
 Holder = ServerCtx | Branch | LocalServer | ProbeSchedule | CallTable
 Key = tuple[str, ...]
 
@@ -894,7 +895,7 @@ class Proxy:
         )  # fmt: skip
 
     def _stat_reply(self, code: int) -> None:
-        self.stats[f"{code // 100}xx"] += 1
+        self.stats[_CLASSES[code // 100]] += 1
 
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK, REFER, NOTIFY, SUBSCRIBE, MESSAGE"

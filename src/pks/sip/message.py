@@ -49,6 +49,15 @@ class CSeq:
     method: str
 
 
+def _elements(header: Header, key: str) -> list[str]:
+    """The comma-separated elements of one header line (none of them empty)."""
+    parts = split_top(header.value.decode("latin-1"), ",")
+    for part in parts:
+        if not part.strip():
+            raise ParseError(f"empty element in {names.canonical(key)} header")
+    return parts
+
+
 class Message:
     """A SIP request (``method`` set) or response (``status`` set)."""
 
@@ -126,10 +135,7 @@ class Message:
         out: list[str] = []
         for h in self.headers:
             if h.key == key:
-                for part in split_top(h.value.decode("latin-1"), ","):
-                    if not part.strip():
-                        raise ParseError(f"empty element in {names.canonical(key)} header")
-                    out.append(part)
+                out += _elements(h, key)
         return out
 
     # ---- parsed views ---------------------------------------------------------------------
@@ -157,14 +163,10 @@ class Message:
             return self._vias[0]
         top = self._top
         if top is None:
-            value = self.get("via")
-            if value is None:
+            first = next((h for h in self.headers if h.key == "via"), None)
+            if first is None:
                 raise ParseError("missing Via header")
-            text = value.decode("latin-1")
-            first = split_top(text, ",")[0] if "," in text else text
-            if not first.strip():
-                raise ParseError("empty element in Via header")
-            top = self._top = parse_via(first)
+            top = self._top = parse_via(_elements(first, "via")[0])
         return top
 
     def _single_addr(self, key: str) -> NameAddr:

@@ -49,9 +49,8 @@ class Sender:
 
         Worker processes: a TCP send towards a peer whose connection another worker holds is
         relayed to that worker (unless ``relay`` is False: it was relayed to us)."""
-        port = effect.dest[1]
-        if not 0 < port < 65536:  # asyncio closes a UDP socket on OverflowError
-            self._fail(effect, f"bad destination port {port}")
+        if not 0 < effect.dest.port < 65536:  # asyncio closes a UDP socket on OverflowError
+            self._fail(effect, f"bad destination port {effect.dest.port}")
         elif effect.socket.proto is Proto.UDP:
             endpoint = self._udp.get(effect.socket.key)
             if endpoint is None:
