@@ -17,6 +17,11 @@ def free_port(host: str, kind: int = socket.SOCK_DGRAM) -> int:
         return int(s.getsockname()[1])
 
 
+def free_tcp_port(host: str = "127.0.0.1") -> int:
+    """A free TCP port (the admin API's)."""
+    return free_port(host, socket.SOCK_STREAM)
+
+
 @contextlib.asynccontextmanager
 async def running_server(listen: str, db_url: str) -> AsyncIterator[Server]:
     """Started on ``listen`` over ``db_url``, without gateway probing; closed at the end."""
@@ -24,7 +29,7 @@ async def running_server(listen: str, db_url: str) -> AsyncIterator[Server]:
         ds_ping_interval=0,
         listen=listen,
         db_url=db_url,
-        admin_listen=f"127.0.0.1:{free_port('127.0.0.1', socket.SOCK_STREAM)}",
+        admin_listen=f"127.0.0.1:{free_tcp_port()}",
     )
     srv = Server(settings)
     await asyncio.wait_for(srv.start(), 10)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,13 +15,9 @@ from typing import Any
 
 import pytest
 
+from servers import free_port, free_tcp_port
+
 SEED = Path(__file__).parent / "seed"
-
-
-def free_port(kind: int = socket.SOCK_STREAM, host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 class Pks:
@@ -47,7 +42,7 @@ class Pks:
 def pks(tmp_path: Path) -> Pks:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PKS_")}
     env["PKS_DB_URL"] = f"sqlite:///{tmp_path / 'pks.db'}"
-    env["PKS_ADMIN_LISTEN"] = f"127.0.0.1:{free_port()}"  # nothing listens: database mode
+    env["PKS_ADMIN_LISTEN"] = f"127.0.0.1:{free_tcp_port()}"  # nothing listens: database mode
     env["PKS_DS_PING_INTERVAL"] = "0"  # the example gateways do not exist
     return Pks(env, tmp_path)
 
@@ -113,7 +108,7 @@ def test_customer_provisioning_on_the_database(pks: Pks) -> None:
 def proxy(pks: Pks, tmp_path: Path) -> Iterator[Pks]:
     """A real ``pks run`` on loopback with the corrected seed tables; pks talks to its API."""
     pks("import", SEED / "address", fixed_dialplan(tmp_path), SEED / "dispatcher")
-    pks.env["PKS_LISTEN"] = f"udp:127.0.0.61:{free_port(socket.SOCK_DGRAM, '127.0.0.61')};name=ipbx"
+    pks.env["PKS_LISTEN"] = f"udp:127.0.0.61:{free_port('127.0.0.61')};name=ipbx"
     log = tmp_path / "proxy.log"
     with log.open("wb") as sink:
         proc = subprocess.Popen([sys.executable, "-m", "pks", "run"], env=pks.env,

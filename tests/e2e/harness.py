@@ -29,11 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pks import accel
+
 SCENARIOS = Path(__file__).parent / "scenarios"
 PROXY_IP = "127.0.0.10"
 FIRST_PEER_HOST = 11  # peers get 127.0.0.11, .12, ... in each test
 READY_LINE = "pks: ready"
-CORES = {"pure": "core pure Python", "compiled": "core compiled (mypyc)"}
+CORES = {"pure": f"core {accel.PURE}", "compiled": f"core {accel.COMPILED}"}
 
 # Row shapes, without the id column, in the column order of Kamailio 5.6's tables.
 AddressRow = tuple[int, str, int, int, str | None]  # grp, ip_addr, mask, port, tag
@@ -277,7 +279,8 @@ class ProxyProcess:
 
         _wait_for(ready, timeout, f"{READY_LINE!r} in {self.log_path}")
         # scripts/test runs the suite on the pure-Python core, then on the compiled one
-        want = CORES.get(os.environ.get("PKS_TEST_CORE", ""))
+        core = os.environ.get("PKS_TEST_CORE")
+        want = None if core is None else CORES[core]
         if want is not None and want not in self.log():
             raise HarnessError(f"the proxy does not run the {want!r}: {self.log_path}")
 

@@ -263,7 +263,9 @@ def test_workers_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PKS_CONFIG", raising=False)
     assert Settings().worker_count == 1
     assert Settings(workers="3", listen="udp:127.0.0.1:5060").worker_count == 3
-    assert Settings(workers="AUTO").worker_count == min(MAX_WORKERS, os.cpu_count() or 1)
+    for cores, workers in ((3, 3), (MAX_WORKERS + 100, MAX_WORKERS), (None, 1)):
+        monkeypatch.setattr(os, "cpu_count", lambda n=cores: n)
+        assert Settings(workers="AUTO").worker_count == workers
     with pytest.raises(ConfigError, match="PKS_WORKERS"):
         Settings(workers="0")
     with pytest.raises(ConfigError, match="port 0"):

@@ -4,7 +4,6 @@ providers whole, explanations that do not move round-robin counters."""
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 import httpx
@@ -13,7 +12,7 @@ import pytest
 from pks.admin.serve import AdminError, start_admin
 from pks.config import Settings
 from pks.server import Server
-from servers import free_port
+from servers import free_tcp_port
 
 from .conftest import SEED_DIALPLAN
 
@@ -192,7 +191,7 @@ async def test_explain_does_not_move_round_robin(api: httpx.AsyncClient, server:
 
 
 async def test_token_required_off_loopback(server: Server) -> None:
-    port = free_port("127.0.0.1", socket.SOCK_STREAM)
+    port = free_tcp_port()
     server.settings = Settings(listen=server.settings.listen, admin_listen=f"0.0.0.0:{port}")
     with pytest.raises(AdminError, match="PKS_ADMIN_TOKEN"):
         await start_admin(server)

@@ -7,19 +7,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
 import pytest
-from test_server import HOST, PEER, exchange, free_port, options, seed
+from test_server import HOST, PEER, exchange, options, seed
 
 from dbs import PrivatePostgres, execute
 from pks.config import Settings
 from pks.db import ensure_schema, make_engine
 from pks.route.snapshot import Snapshot
 from pks.server import Server, StartupError
+from servers import free_port, free_tcp_port
 
 POLL = 0.2
 RULE = (
@@ -33,7 +33,7 @@ def settings(url: str, **extra: object) -> Settings:
         ds_ping_interval=0,
         listen=f"udp:{HOST}:{free_port(HOST)}",
         db_url=url,
-        admin_listen=f"127.0.0.1:{free_port('127.0.0.1', socket.SOCK_STREAM)}",
+        admin_listen=f"127.0.0.1:{free_tcp_port()}",
         db_poll_interval=POLL,
         **extra,
     )

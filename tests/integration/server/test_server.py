@@ -17,7 +17,7 @@ import pytest
 from dbs import execute
 from pks.db import make_engine, migrate
 from pks.server import Server
-from servers import free_port, running_server
+from servers import free_port, free_tcp_port, running_server
 
 HOST = "127.0.0.41"
 PEER = "127.0.0.42"
@@ -109,7 +109,7 @@ def test_sighup_reloads_a_running_proxy(tmp_path: Path) -> None:
         **os.environ,
         "PKS_LISTEN": f"udp:{HOST}:{free_port(HOST)}",
         "PKS_DB_URL": f"sqlite:///{db}",
-        "PKS_ADMIN_LISTEN": f"127.0.0.1:{free_port('127.0.0.1', socket.SOCK_STREAM)}",
+        "PKS_ADMIN_LISTEN": f"127.0.0.1:{free_tcp_port()}",
     }
     with log.open("wb") as sink:
         proc = subprocess.Popen([sys.executable, "-m", "pks", "run"], env=env, stderr=sink)
