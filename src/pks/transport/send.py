@@ -78,7 +78,9 @@ class Sender:
         if conn is None:
             conn = self._table.find(socket, effect.dest)
         registry = self._table.registry
-        if conn is None and relay and registry is not None and registry.relay(effect):
+        # the registry knows connections by our bound socket (a configured port 0 differs)
+        bound = effect if effect.socket is socket else effect._replace(socket=socket)
+        if conn is None and relay and registry is not None and registry.relay(bound):
             return None
         if conn is None:
             conn = TcpConnection(self._table, socket, effect.dest)
