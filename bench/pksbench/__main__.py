@@ -145,7 +145,9 @@ def main() -> int:
         log(f"pks not measured: {why_not}")
     cores = os.cpu_count() or 1
     admin_port = free_tcp_port()
-    targets, accel = make_targets(args, why_not is None, cores, admin_port, notes)
+    # both scenarios measure pks with its compiled core (unless --pks-core pure)
+    accel = build_accel(notes) if why_not is None and args.pks_core != "pure" else None
+    targets = make_targets(args, why_not is None, cores, admin_port, accel)
 
     meta: dict[str, object] = {
         "mode": mode,
@@ -191,24 +193,21 @@ def main() -> int:
 
 
 def make_targets(
-    args: argparse.Namespace, pks_ok: bool, cores: int, admin_port: int, notes: list[str]
-) -> tuple[list[Target], Path | None]:
-    """The targets of scenario 1, in order, and the compiled core pks runs (None: pure)."""
+    args: argparse.Namespace, pks_ok: bool, cores: int, admin_port: int, accel: Path | None
+) -> list[Target]:
+    """The targets of scenario 1, in order; pks runs ``accel`` (its compiled core) if built."""
     wanted = {t.strip() for t in args.targets.split(",") if t.strip()}
     targets: list[Target] = []
     if "direct" in wanted:
         targets.append(Direct())
     if "kamailio" in wanted:
         targets.append(Kamailio(children=cores))
-    accel: Path | None = None
-    if "pks" in wanted and pks_ok and args.pks_core != "pure":
-        accel = build_accel(notes)
     if "pks" in wanted and pks_ok:
         if accel is not None:
             targets.append(Pks(admin_port, args.pks_workers, accel))
         if accel is None or args.pks_core == "both":
             targets.append(Pks(admin_port, args.pks_workers))
-    return targets, accel
+    return targets
 
 
 def build_accel(notes: list[str]) -> Path | None:

@@ -36,7 +36,7 @@ from pksbench.tables import (
     sized_tables,
     write_numbers,
 )
-from pksbench.targets import Kamailio, Pks, Target
+from pksbench.targets import Kamailio, Pks, Target, with_accel
 
 BENCHTIME = re.compile(r"BENCHTIME auth=(\d+) dp=(\d+) nop=(\d+)")
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -96,9 +96,7 @@ def run_pks_functions(
     size: Sized, workdir: Path, timeout: float, quick: bool, accel: Path | None
 ) -> dict[str, object]:
     out = workdir / f"pks-functions-{size.dialplan}-{size.address}.json"
-    env = dict(os.environ)
-    if accel is not None:  # the compiled lookup functions
-        env["PYTHONPATH"] = os.pathsep.join([str(accel), env.get("PYTHONPATH", "")])
+    env = with_accel(dict(os.environ), accel)  # the compiled lookup functions, if built
     argv = [sys.executable, "-m", "pksbench.lookup_pks", "--dialplan", str(size.dialplan)]
     argv += ["--address", str(size.address), "--out", str(out)]
     if quick:
@@ -125,7 +123,7 @@ class SizeRunner:
         quick: bool,
         pks_ok: bool,
         cores: int,
-        accel: Path | None = None,
+        accel: Path | None,
     ) -> None:
         self.workdir = workdir / "lookups"
         self.accel = accel  # pks's compiled core, if built

@@ -76,7 +76,7 @@ def scenario1_table(results: Sequence[TargetResult], concurrent: int) -> list[st
             if title.startswith("max") and by[n].max_cps_capped and value is not None:
                 text = "≥ " + text
             cells.append(text)
-        k, p = by.get("kamailio"), by.get("pks")
+        k, p = by.get("kamailio"), by.get("pks", by.get("pks-pure"))
         ratio = _ratio(get(p), get(k)) if k is not None and p is not None else "–"
         lines.append(f"| {title} | " + " | ".join(cells) + f" | {ratio} |")
     procs = [str(by[n].processes) if by[n].processes else "–" for n in order]

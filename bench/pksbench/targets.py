@@ -197,8 +197,7 @@ class Pks(Target):
             PKS_DS_PING_INTERVAL="0",  # as the Kamailio config: no keepalives
             PKS_WORKERS=str(self.workers),
         )
-        if self.accel is not None:
-            env["PYTHONPATH"] = os.pathsep.join([str(self.accel), env.get("PYTHONPATH", "")])
+        with_accel(env, self.accel)
         for assignment in extra:
             key, _, value = assignment.partition("=")
             env[key] = value
@@ -207,6 +206,13 @@ class Pks(Target):
 
     def logged_ready(self) -> bool:
         return self.proc is not None and "pks: ready" in self.proc.stderr_text()
+
+
+def with_accel(env: dict[str, str], accel: Path | None) -> dict[str, str]:
+    """``env`` with the compiled copy of pks (if any) first on PYTHONPATH."""
+    if accel is not None:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(accel), env.get("PYTHONPATH")) if p)
+    return env
 
 
 def free_tcp_port() -> int:

@@ -21,6 +21,7 @@ modules of the running interpreter's ``pks`` are compiled. ``pks run`` logs it a
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.machinery
 import importlib.util
 import os
@@ -69,7 +70,10 @@ MODULES: tuple[str, ...] = (
     "pks/dns/cache.py",
 )
 
+PURE = "pure Python"
+COMPILED = "compiled (mypyc)"
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the directory holding ``pks``
+STAMP = ".pks-accel-sources"  # in a compiled copy: the hash of the sources it was built from
 
 
 def module_name(path: str) -> str:
@@ -91,9 +95,9 @@ def status() -> str:
     """``"compiled (mypyc)"``, ``"pure Python"`` or ``"partly compiled (n of m)"``."""
     n = len(compiled_modules())
     if n == 0:
-        return "pure Python"
+        return PURE
     if n == len(MODULES):
-        return "compiled (mypyc)"
+        return COMPILED
     return f"partly compiled ({n} of {len(MODULES)} modules)"
 
 
@@ -112,8 +116,26 @@ def clean(root: Path) -> int:
     return len(gone)
 
 
+def sources_digest(root: Path) -> str:
+    """A hash of every source file of the package under ``root`` (what a build is made of)."""
+    digest = hashlib.sha256()
+    for path in sorted((root / "pks").rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def build(root: Path, copy_from: Path | None) -> None:
-    """Compile ``MODULES`` in ``root`` (after copying the package there from ``copy_from``)."""
+    """Compile ``MODULES`` in ``root`` (after copying the package there from ``copy_from``).
+
+    A copy whose sources are those of ``copy_from`` and whose modules are all compiled is
+    kept as it is (``STAMP`` holds the sources' hash): nothing is rebuilt."""
+    stamp = root / STAMP
+    if copy_from is not None:
+        want = sources_digest(copy_from)
+        have = stamp.read_text() if stamp.is_file() else ""
+        if have == want and len(_extensions(root)) > len(MODULES):
+            print(f"pks.accel: {root} is up to date")
+            return
     try:
         from mypyc.build import mypycify
         from setuptools import setup
@@ -121,6 +143,7 @@ def build(root: Path, copy_from: Path | None) -> None:
         raise SystemExit(f"pks.accel: {exc.name} is needed to compile (pip install mypy)") from exc
     if copy_from is not None:
         shutil.rmtree(root / "pks", ignore_errors=True)
+        stamp.unlink(missing_ok=True)
         root.mkdir(parents=True, exist_ok=True)
         shutil.copytree(
             copy_from / "pks", root / "pks", ignore=shutil.ignore_patterns("__pycache__", "*.so")
@@ -129,14 +152,21 @@ def build(root: Path, copy_from: Path | None) -> None:
     cwd = os.getcwd()
     with tempfile.TemporaryDirectory(prefix="pks-accel-") as tmp:
         os.chdir(root)
-        try:
+        try:  # the generated C, objects and mypy's cache stay in tmp: only the modules land
             setup(
                 name="pks-accel",
-                ext_modules=mypycify(list(MODULES), opt_level="3"),
-                script_args=["-q", "build_ext", "--inplace", "--build-temp", tmp],
+                ext_modules=mypycify(
+                    [f"--cache-dir={tmp}/mypy", *MODULES], opt_level="3", target_dir=f"{tmp}/c"
+                ),
+                script_args=[
+                    *("-q", "build_ext", "--inplace"),
+                    *("--build-temp", f"{tmp}/o", "--build-lib", f"{tmp}/lib"),
+                ],
             )
         finally:
             os.chdir(cwd)
+    if copy_from is not None:
+        stamp.write_text(want)
     print(f"pks.accel: {len(MODULES)} modules compiled in {root}")
 
 
@@ -153,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is None and not args.inplace:
         parser.error("say where: --out DIR or --inplace")
     root = PACKAGE_ROOT if args.inplace else args.out.resolve()
+    if args.inplace and args.action == "build" and (root.parent / "pyproject.toml").is_file():
+        # a source checkout (editable install): compiled modules would shadow later edits
+        parser.error(f"{root} is a source tree: build a copy with --out DIR (scripts/compile)")
     if args.action == "clean":
         print(f"pks.accel: {clean(root)} compiled files removed from {root}")
         return 0
