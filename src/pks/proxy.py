@@ -390,7 +390,7 @@ class Proxy:
         return ctx
 
     def _start(self, ctx: ServerCtx, now: float, out: list[Send]) -> None:
-        if ctx.is_invite:
+        if ctx.invite:
             self._local_reply(ctx, 100, "Trying", now, out, final=False)
         self._next_branch(ctx, now, out)
 
@@ -421,13 +421,16 @@ class Proxy:
     def _open_branch(
         self, ctx: ServerCtx, target: Target, sock: SocketInfo, now: float, out: list[Send]
     ) -> None:
+        base, request = ctx.base, ctx.request
+        if base is None or request is None:  # released: the final response went upstream
+            return
         branch_id = f"{self._prefix}{next(self._seq):x}"
-        sent = for_branch(ctx.base, ctx.inbound.socket, sock, branch_id, ctx.record_route)
+        sent = for_branch(base, ctx.inbound.socket, sock, branch_id, ctx.record_route)
         data = sent.to_bytes()
         reliable = target.proto.reliable
-        method = ctx.request.method or ""
+        method = request.method or ""
         txn: ClientInviteTransaction | ClientNonInviteTransaction
-        if ctx.is_invite:
+        if ctx.invite:
             txn = ClientInviteTransaction(data, reliable=reliable, timers=self.config.timers)
         else:
             txn = ClientNonInviteTransaction(data, reliable=reliable, timers=self.config.timers)
@@ -559,19 +562,14 @@ class Proxy:
 
     def _send_cancel(self, branch: Branch, now: float, out: list[Send]) -> None:
         branch.cancel_pending = False
+        if branch.sent is None:  # a final response arrived: nothing left to cancel
+            return
         data = cancel_for(branch.sent)
         txn = ClientNonInviteTransaction(
             data, reliable=branch.proto.reliable, timers=self.config.timers
         )
-        cancel = Branch(
-            (branch.key[0], "CANCEL"),
-            None,
-            txn,
-            branch.sent,
-            branch.dest,
-            branch.proto,
-            branch.socket,
-        )
+        key = (branch.key[0], "CANCEL")
+        cancel = Branch(key, None, txn, None, branch.dest, branch.proto, branch.socket)
         if cancel.key in self._branches:
             return
         self._branches[cancel.key] = cancel
@@ -637,7 +635,7 @@ class Proxy:
             data, reliable=target.proto.reliable, timers=self.config.timers
         )
         dest_addr = Address(target.host, target.port)
-        branch = Branch((branch_id, "OPTIONS"), None, txn, parse(data), dest_addr,
+        branch = Branch((branch_id, "OPTIONS"), None, txn, None, dest_addr,
                         target.proto, sock, target, probe=dest)  # fmt: skip
         self._branches[branch.key] = branch
         dest.in_flight = True
@@ -680,9 +678,12 @@ class Proxy:
                 self._stateless_response(msg, out)
             return
         ack = None
-        if branch.ctx is not None and branch.ctx.is_invite and status >= 300:
-            ack = ack_for(branch.sent, msg)
+        sent = branch.sent
+        if sent is not None and branch.ctx is not None and branch.ctx.invite and status >= 300:
+            ack = ack_for(sent, msg)
         self._run_branch(branch, branch.txn.on_response(status, now, ack), msg, inbound, now, out)
+        if status >= 200:
+            branch.sent = None  # a retransmitted final gets the ACK the transaction kept
 
     def _relay(
         self,
@@ -710,6 +711,8 @@ class Proxy:
             ctx.final_sent = True
             self._call_final(ctx, code, now)
         self._server_effects(ctx, ctx.txn.send_response(code, data, now), out)
+        if status >= 200:
+            ctx.release()
 
     def _stateless_response(self, msg: Message, out: list[Send]) -> None:
         vias = msg.vias
@@ -770,12 +773,17 @@ class Proxy:
         out: list[Send],
         final: bool = True,
     ) -> None:
+        request = ctx.request
+        if request is None:  # released: the final response went upstream already
+            return
         if final:
             ctx.final_sent = True
             self._stat_reply(code)
             self._call_final(ctx, code, now)
-        data = self._response_bytes(ctx.request, ctx.inbound, code, reason)
+        data = self._response_bytes(request, ctx.inbound, code, reason)
         self._server_effects(ctx, ctx.txn.send_response(code, data, now), out)
+        if final:
+            ctx.release()
 
     def _parse_failed(self, exc: ParseError, inbound: Inbound, out: list[Send]) -> None:
         msg = exc.partial

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import math
 import operator
@@ -36,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import DBAPIError
 
-from pks import __version__, accel
+from pks import __version__, accel, heap
 from pks.config import Settings
 from pks.db import engine as db_engine
 from pks.db import migrate
@@ -284,6 +283,7 @@ class Server:
             await self.dns.prime(snap)  # the new names resolve before calls use them
         self.proxy.snapshot = snap
         self.rows = rows
+        heap.settle()  # the new tables out of the cyclic collector's walks (pks.heap)
         self.db.source = "database"
         self.db.last_change_applied = time.time()
         await self._save_cache(rows)
@@ -366,10 +366,8 @@ class Server:
         self.dns.start()
         if worker is not None:
             await worker.start(self)
-        # the tables (up to millions of objects) never form garbage cycles: keep the cyclic
-        # collector from walking them again and again (a full collection stalls the loop)
-        gc.collect()
-        gc.freeze()
+        heap.tune()
+        heap.settle(collect=True)
         self._send_all(self.proxy.start(loop.time()))
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(

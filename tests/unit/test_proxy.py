@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from harness import CARRIER, GW1, GW2, PBX, PBX2, PUBLIC, Net, answer, invite, msgs
 
+from pks.forward.context import ServerCtx
 from pks.net import Address
 from pks.sip import Message, parse
 
@@ -127,6 +128,27 @@ def test_486_is_relayed_without_failover() -> None:
     out = net.deliver(answer(first(out, gw_a), 486, "Busy Here"), gw_a)
     assert statuses(out, PBX) == [486]
     assert msgs(out, gw_b) == []
+
+
+def test_finished_transactions_keep_no_parsed_messages() -> None:
+    # a context and its branch wait out Timers J/L/D/M for up to 32 s: once the final went
+    # upstream they hold no parsed message (memory, and objects for the cyclic GC to walk)
+    net = Net.make()
+    out = net.deliver(invite(OFFNET, PBX), PBX)
+    gw_a, _ = gateway_order(out)
+    fwd = first(out, gw_a)
+    busy = answer(fwd, 486, "Busy Here")
+    net.deliver(busy, gw_a)
+    ctxs = [h for h in net.proxy._servers.values() if isinstance(h, ServerCtx)]
+    branches = list(net.proxy._branches.values())
+    assert len(ctxs) == 1 and ctxs[0].final_sent and len(branches) == 1
+    assert (ctxs[0].request, ctxs[0].base, ctxs[0].finals) == (None, None, [])
+    assert branches[0].sent is None
+    # the gateway repeats its 486: it still gets the ACK, and nothing more goes upstream
+    again = net.deliver(busy, gw_a)
+    assert first(again, gw_a).method == "ACK" and msgs(again, PBX) == []
+    net.drain()
+    assert net.proxy.transactions == 0
 
 
 def test_all_gateways_fail_best_response() -> None:

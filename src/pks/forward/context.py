@@ -11,7 +11,7 @@ timeout).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pks.forward.calls import Call
 from pks.health.state import DestState
@@ -29,31 +29,51 @@ ServerTxn = ServerInviteTransaction | ServerNonInviteTransaction
 ClientTxn = ClientInviteTransaction | ClientNonInviteTransaction
 
 
-@dataclass(slots=True, eq=False)
 class ServerCtx:
-    """A request being relayed: caller side + routing result + collected finals."""
+    """A request being relayed: caller side + routing result + collected finals.
 
-    key: tuple[str, ...]
-    request: Message  # as received
-    base: Message  # prepared for forwarding (shared by every branch)
-    inbound: Inbound
-    reply_to: Address
-    txn: ServerTxn
-    targets: tuple[Target, ...] = ()
-    next_target: int = 0
-    branch: Branch | None = None
-    finals: list[tuple[int, Message | None]] = field(default_factory=list)
-    final_sent: bool = False
-    cancelled: bool = False
-    fr_deadline: float | None = None
-    record_route: bool = False
-    forced_socket: SocketInfo | None = None  # in-dialog: second half of a double RR
-    call: Call | None = None  # initial INVITE: counted against call limits
-    label: str = ""  # for logs: "INVITE 33123 from 10.0.0.1:5060"
+    Once the final response went upstream, `release` drops what only new branches and local
+    replies need (the parsed request, its forwarding copy, the finals): the context then waits
+    out its server transaction's Timer J/L (32 s over UDP) holding a few small objects.
+    """
 
-    @property
-    def is_invite(self) -> bool:
-        return self.request.method == "INVITE"
+    __slots__ = ("base", "branch", "call", "cancelled", "final_sent", "finals", "forced_socket",
+                 "fr_deadline", "inbound", "invite", "key", "label", "next_target",
+                 "record_route", "reply_to", "request", "targets", "txn")  # fmt: skip
+
+    def __init__(
+        self,
+        key: tuple[str, ...],
+        request: Message,
+        base: Message,
+        inbound: Inbound,
+        reply_to: Address,
+        txn: ServerTxn,
+        targets: tuple[Target, ...] = (),
+    ) -> None:
+        self.key = key
+        self.request: Message | None = request  # as received; None once released
+        self.base: Message | None = base  # prepared for forwarding (shared by every branch)
+        self.invite = request.method == "INVITE"
+        self.inbound = inbound
+        self.reply_to = reply_to
+        self.txn = txn
+        self.targets = targets
+        self.next_target = 0
+        self.branch: Branch | None = None
+        self.finals: list[tuple[int, Message | None]] = []
+        self.final_sent = False
+        self.cancelled = False
+        self.fr_deadline: float | None = None
+        self.record_route = False
+        self.forced_socket: SocketInfo | None = None  # in-dialog: second half of a double RR
+        self.call: Call | None = None  # initial INVITE: counted against call limits
+        self.label = ""  # for logs: "INVITE 33123 from 10.0.0.1:5060"
+
+    def release(self) -> None:
+        """The final response is sent: forget the messages (see the class docstring)."""
+        self.request = self.base = None
+        self.finals.clear()
 
     def deadline(self) -> float | None:
         d = self.txn.next_deadline()
@@ -62,22 +82,39 @@ class ServerCtx:
         return d
 
 
-@dataclass(slots=True, eq=False)
 class Branch:
-    """One client transaction towards one destination."""
+    """One client transaction towards one destination.
 
-    key: tuple[str, ...]
-    ctx: ServerCtx | None  # None for a CANCEL we sent
-    txn: ClientTxn
-    sent: Message
-    dest: Address
-    proto: Proto
-    socket: SocketInfo
-    target: Target | None = None
-    provisional: bool = False
-    cancel_pending: bool = False
-    closed: bool = False  # no longer the context's live branch (timed out, replaced)
-    probe: DestState | None = None  # a keepalive OPTIONS of ours (ctx is None)
+    ``sent`` (what we sent, for a CANCEL or the ACK of a failure) is dropped once a final
+    response arrived: the transaction keeps its ACK bytes for retransmitted finals."""
+
+    __slots__ = ("cancel_pending", "closed", "ctx", "dest", "key", "probe", "proto",
+                 "provisional", "sent", "socket", "target", "txn")  # fmt: skip
+
+    def __init__(
+        self,
+        key: tuple[str, ...],
+        ctx: ServerCtx | None,  # None for a CANCEL we sent, or a keepalive
+        txn: ClientTxn,
+        sent: Message | None,
+        dest: Address,
+        proto: Proto,
+        socket: SocketInfo,
+        target: Target | None = None,
+        probe: DestState | None = None,  # a keepalive OPTIONS of ours (ctx is None)
+    ) -> None:
+        self.key = key
+        self.ctx = ctx
+        self.txn = txn
+        self.sent = sent
+        self.dest = dest
+        self.proto = proto
+        self.socket = socket
+        self.target = target
+        self.probe = probe
+        self.provisional = False
+        self.cancel_pending = False
+        self.closed = False  # no longer the context's live branch (timed out, replaced)
 
     def deadline(self) -> float | None:
         return self.txn.next_deadline()

@@ -4,6 +4,7 @@ API/CLI/SIGHUP semantics."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import socket
 import subprocess
@@ -15,6 +16,7 @@ import httpx
 import pytest
 
 from dbs import execute
+from pks import heap
 from pks.db import make_engine, migrate
 from pks.server import Server
 from servers import free_port, free_tcp_port, running_server
@@ -79,6 +81,9 @@ async def test_bad_rule_rejects_reload_and_keeps_old_snapshot(server: Server, db
     execute(db_url, "UPDATE dialplan SET match_exp = '^33' WHERE id = 99")
     result = await server.reload()
     assert result.ok and server.snapshot is not before
+    # the new tables are frozen out of the cyclic collector's walks (pks.heap)
+    assert gc.get_threshold() == heap.THRESHOLDS
+    assert not any(o is server.snapshot for o in gc.get_objects())
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
