@@ -118,7 +118,11 @@ def main() -> int:
         help="comma list among direct,kamailio,pks (default: all)",
     )
     parser.add_argument(
-        "--pks-workers", type=int, default=1, help="PKS_WORKERS of pks in scenario 1 (1)"
+        "--pks-workers",
+        default="1,auto",
+        help="comma list of PKS_WORKERS values, each measured in scenario 1 (1,auto: one"
+        " process, then one worker per core as Kamailio's UDP workers; 'auto' is skipped"
+        " on a 1-core machine)",
     )
     parser.add_argument(
         "--pks-core",
@@ -203,11 +207,27 @@ def make_targets(
     if "kamailio" in wanted:
         targets.append(Kamailio(children=cores))
     if "pks" in wanted and pks_ok:
-        if accel is not None:
-            targets.append(Pks(admin_port, args.pks_workers, accel))
-        if accel is None or args.pks_core == "both":
-            targets.append(Pks(admin_port, args.pks_workers))
+        for workers in worker_counts(args.pks_workers, cores):
+            if accel is not None:
+                targets.append(Pks(admin_port, workers, accel))
+            if accel is None or args.pks_core == "both":
+                targets.append(Pks(admin_port, workers))
     return targets
+
+
+def worker_counts(spec: str, cores: int) -> list[int]:
+    """``--pks-workers``: "1,auto" → [1, cores] (duplicates dropped, order kept)."""
+    counts: list[int] = []
+    for item in spec.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        n = cores if item == "auto" else int(item)
+        if n < 1:
+            raise SystemExit(f"--pks-workers: {item!r} is not a worker count")
+        if n not in counts:
+            counts.append(n)
+    return counts
 
 
 def build_accel(notes: list[str]) -> Path | None:

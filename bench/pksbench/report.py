@@ -50,10 +50,14 @@ Row = tuple[str, Callable[[TargetResult], float | None]]
 
 def scenario1_table(results: Sequence[TargetResult], concurrent: int) -> list[str]:
     by = _by_name(results)
-    order = [n for n in ("direct", "kamailio", "pks", "pks-pure") if n in by]
+    order = [n for n in ("direct", "kamailio") if n in by]
+    order += [r.name for r in results if r.name.startswith("pks")]
     head = [by[n].label + (" (ceiling)" if n == "direct" else "") for n in order]
-    lines = ["| measure | " + " | ".join(head) + " | pks / Kamailio |"]
-    lines.append("|---" * (len(order) + 2) + "|")
+    # one ratio column per pks variant (one process, N workers, pure Python)
+    ratios = [n for n in order if n.startswith("pks")] if "kamailio" in by else []
+    ratio_head = [f"{by[n].label} / Kamailio" for n in ratios] or ["pks / Kamailio"]
+    lines = ["| measure | " + " | ".join(head + ratio_head) + " |"]
+    lines.append("|---" * (len(order) + len(ratio_head) + 1) + "|")
     lat = next((r.latency_rate for r in results if r.latency_rate), None)
     rows: list[Row] = [
         ("max sustained calls/s (< 0.1 % failed)", lambda r: r.max_cps),
@@ -76,16 +80,17 @@ def scenario1_table(results: Sequence[TargetResult], concurrent: int) -> list[st
             if title.startswith("max") and by[n].max_cps_capped and value is not None:
                 text = "≥ " + text
             cells.append(text)
-        k, p = by.get("kamailio"), by.get("pks", by.get("pks-pure"))
-        ratio = _ratio(get(p), get(k)) if k is not None and p is not None else "–"
-        lines.append(f"| {title} | " + " | ".join(cells) + f" | {ratio} |")
+        k = by.get("kamailio")
+        cells += [_ratio(get(by[n]), get(k)) for n in ratios] if k is not None else ["–"]
+        lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    blank = " |" * (len(ratio_head) + 1)
     procs = [str(by[n].processes) if by[n].processes else "–" for n in order]
-    lines.append("| processes measured | " + " | ".join(procs) + " | |")
+    lines.append("| processes measured | " + " | ".join(procs) + blank)
     gw = []
     for n in order:
         calls = by[n].gateway_calls
         gw.append(" / ".join(str(c) for c in calls.values()) if calls else "–")
-    lines.append("| calls received per gateway (whole phase) | " + " | ".join(gw) + " | |")
+    lines.append("| calls received per gateway (whole phase) | " + " | ".join(gw) + blank)
     return lines
 
 
@@ -237,6 +242,11 @@ def plot(
     except ImportError:
         return None
     colors = {"direct": "#9e9e9e", "kamailio": "#d95f02", "pks": "#1b9e77", "pks-pure": "#7570b3"}
+    for r in results:  # N-worker variants: a darker shade of their one-process colour
+        if r.name not in colors:
+            colors[r.name] = {"pks": "#0b5e47", "pks-pure": "#4a4587"}.get(
+                r.name.rsplit("-w", 1)[0], "#555"
+            )
     fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
     fig.suptitle(f"pks-sip-proxy vs Kamailio 5.6 — {meta['mode']} run, {meta['date']}")
 

@@ -179,10 +179,13 @@ class Pks(Target):
 
     def __init__(self, admin_port: int, workers: int = 1, accel: Path | None = None) -> None:
         """``accel``: a compiled copy of the package (``python -m pks.accel build --out``)."""
-        label = "pks" if accel is not None else "pks (pure Python)"
+        name = "pks" if accel is not None else "pks-pure"
+        notes = [] if accel is not None else ["pure Python"]
         if workers != 1:
-            label += f" ({workers} workers)"
-        super().__init__("pks" if accel is not None else "pks-pure", label, PKS_IP)
+            name += f"-w{workers}"
+            notes.append(f"{workers} workers")
+        label = "pks" + (f" ({', '.join(notes)})" if notes else "")
+        super().__init__(name, label, PKS_IP)
         self.admin_port = admin_port
         self.workers = workers
         self.accel = accel
