@@ -1,10 +1,10 @@
 """Optional accelerator: the sans-IO core compiled to C extensions with mypyc.
 
-The hot path — parser, sanity, transactions, forwarding, routing lookups, the proxy spine — is
-plain typed Python. mypyc compiles those same files, unchanged, to C extension modules, about
-twice as fast; nothing else is needed at run time. Without them the pure-Python modules run:
-the fallback *is* the source, so both pass the same tests (``scripts/test`` runs the suite on
-both).
+The hot path — parser, sanity, transactions, forwarding, routing lookups, the proxy spine, the
+UDP send/receive glue — is plain typed Python. mypyc compiles those same files, unchanged, to
+C extension modules, about twice as fast; nothing else is needed at run time. Without them the
+pure-Python modules run: the fallback *is* the source, so both pass the same tests
+(``scripts/test`` runs the suite on both).
 
 ``python -m pks.accel build [--out DIR | --inplace]`` builds them (needs mypy, a C compiler and
 the Python headers):
@@ -68,6 +68,9 @@ MODULES: tuple[str, ...] = (
     "pks/health/state.py",
     "pks/health/probe.py",
     "pks/dns/cache.py",
+    "pks/transport/callbacks.py",
+    "pks/transport/udp.py",
+    "pks/transport/send.py",
 )
 
 PURE = "pure Python"
