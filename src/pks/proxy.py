@@ -390,9 +390,11 @@ class Proxy:
         return ctx
 
     def _start(self, ctx: ServerCtx, now: float, out: list[Send]) -> None:
-        if ctx.invite:
-            self._local_reply(ctx, 100, "Trying", now, out, final=False)
+        # the INVITE goes out first, its 100 Trying second: the callee starts working one
+        # send earlier (no 100 once a final went upstream: no target, no socket)
         self._next_branch(ctx, now, out)
+        if ctx.invite and not ctx.final_sent:
+            self._local_reply(ctx, 100, "Trying", now, out, final=False)
 
     def _next_branch(self, ctx: ServerCtx, now: float, out: list[Send]) -> None:
         while ctx.next_target < len(ctx.targets):
