@@ -71,6 +71,7 @@ MODULES: tuple[str, ...] = (
     "pks/transport/callbacks.py",
     "pks/transport/udp.py",
     "pks/transport/send.py",
+    "pks/driver.py",
 )
 
 PURE = "pure Python"

@@ -5,12 +5,13 @@ Start-up: settings → database (an empty one gets every table, see ``pks.db.mig
 ``pks: ready``. With the database unreachable, start-up fails with a clear message unless
 ``PKS_SNAPSHOT_CACHE`` holds the rows of a former good load, which are then routed from.
 
-Every message goes transport → ``Proxy.receive`` → ``Send`` effects → transport; one
-``loop.call_at`` is kept armed at the proxy's next deadline. ``reload()`` (SIGHUP, admin API,
-``pks.db.watch.ChangeWatcher`` on a table change) reads the tables and builds a new snapshot
-in a worker thread, then swaps one reference; a failed build leaves the old one live. A
-database outage never stops routing: the last snapshot stays, ``database`` in ``/status``
-says so, and the watcher reloads when the database is back.
+Every message goes transport → ``Proxy.receive`` → ``Send`` effects → transport, through
+``pks.driver.Driver``, which also keeps one ``loop.call_at`` armed at the proxy's next
+deadline. ``reload()`` (SIGHUP, admin API, ``pks.db.watch.ChangeWatcher`` on a table change)
+reads the tables and builds a new snapshot in a worker thread, then swaps one reference; a
+failed build leaves the old one live. A database outage never stops routing: the last
+snapshot stays, ``database`` in ``/status`` says so, and the watcher reloads when the
+database is back.
 
 With ``PKS_WORKERS`` > 1 each worker process runs one ``Server`` given a
 :class:`pks.workers.node.WorkerNode`: it binds the sockets with SO_REUSEPORT, hands messages
@@ -23,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import operator
 import signal
 import socket
@@ -44,8 +44,9 @@ from pks.db.load import load_rows
 from pks.db.watch import ChangeWatcher, Fingerprint, describe_watch, fingerprint
 from pks.dns.refresh import DnsRefresher
 from pks.dns.resolve import Resolver, make_resolver
+from pks.driver import Driver
 from pks.loop import loop_name
-from pks.net import Inbound, Send, SocketInfo
+from pks.net import SocketInfo
 from pks.proxy import CoreConfig, Proxy
 from pks.route.rows import TableRows
 from pks.route.snapshot import Snapshot, SnapshotError, build_snapshot
@@ -132,10 +133,6 @@ def _public(sockets: tuple[SocketInfo, ...]) -> tuple[SocketInfo, ...]:
     return tuple(out)
 
 
-TIMER_TICK = 0.01
-"""Seconds: the grid timers are rounded up to (see ``Server._rearm``)."""
-
-
 class Server:
     """One pks instance: database, snapshot, proxy core, transport and admin API."""
 
@@ -149,8 +146,7 @@ class Server:
         self.proxy: Proxy | None = None
         self.transport: Transport | None = None
         self.last_reload: ReloadResult | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self.driver = Driver()  # the per-message glue: transport → proxy → transport
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._admin: object | None = None
@@ -344,8 +340,10 @@ class Server:
             max_message_size=self.settings.max_message_size,
             reuse_port=worker is not None,
         )
-        receive = self.handle_message if worker is None else worker.on_message
-        await self.transport.start(self.settings.sockets, receive, self._on_send_error)
+        driver = self.driver
+        driver.transport = self.transport
+        receive = driver.handle_message if worker is None else worker.on_message
+        await self.transport.start(self.settings.sockets, receive, driver.on_send_error)
         sockets = _public(tuple(self.transport.bound))
         self.proxy = Proxy(
             sockets,
@@ -368,7 +366,8 @@ class Server:
             await worker.start(self)
         heap.tune()
         heap.settle(collect=True)
-        self._send_all(self.proxy.start(loop.time()))
+        driver.proxy = self.proxy
+        driver.send_all(self.proxy.start(loop.time()))
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(
                 signal.SIGHUP, lambda: asyncio.ensure_future(self.reload("SIGHUP"))
@@ -411,8 +410,7 @@ class Server:
             await self.watcher.stop()
         if self.dns is not None:
             await self.dns.close()
-        if self._timer is not None:
-            self._timer.cancel()
+        self.driver.close()
         if self._admin is not None:
             from pks.admin.serve import stop_admin
 
@@ -455,56 +453,3 @@ class Server:
             | {"requests": w.get("stats", {}).get("requests", 0)}
             for w in await self.worker.all_stats()
         ]  # fmt: skip
-
-    # ---- data path glue ------------------------------------------------------------------
-    def handle_message(self, data: bytes, inbound: Inbound) -> None:
-        proxy = self.proxy
-        if proxy is None:
-            return
-        now = asyncio.get_running_loop().time()
-        try:
-            sends = proxy.receive(data, inbound, now)
-        except Exception:
-            log.exception("internal error on a message from %s; message dropped", inbound.source)
-            return
-        self._send_all(sends)
-
-    def _on_send_error(self, send: Send, reason: str) -> None:
-        if self.proxy is not None:
-            now = asyncio.get_running_loop().time()
-            self._send_all(self.proxy.send_failed(send, reason, now))
-
-    def _send_all(self, sends: list[Send]) -> None:
-        transport = self.transport
-        assert transport is not None
-        for item in sends:
-            transport.send(item)
-        self._rearm()
-
-    def _rearm(self) -> None:
-        assert self.proxy is not None
-        when = self.proxy.next_deadline()
-        if when is None:
-            return
-        # timers fire on a TIMER_TICK grid: the few timers of every call (retransmissions,
-        # K/J/I/L/M waits) then share loop wake-ups instead of one each; SIP timers are
-        # multiples of T1 = 500 ms, so a few ms late is harmless
-        when = math.ceil(when / TIMER_TICK) * TIMER_TICK
-        if self._timer_at is not None and self._timer_at <= when:
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer_at = when
-        self._timer = asyncio.get_running_loop().call_at(when, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
-        assert self.proxy is not None
-        now = asyncio.get_running_loop().time()
-        try:
-            sends = self.proxy.on_timer(now)
-        except Exception:
-            log.exception("internal error in a timer")
-            sends = []
-        self._send_all(sends)

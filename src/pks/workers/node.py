@@ -65,7 +65,7 @@ class WorkerNode:
         self.channel = Channel(
             self.store,
             list(server.transport.bound),
-            server.handle_message,
+            server.driver.handle_message,
             self._on_query,
             self._on_notice,
             self._relayed,
@@ -102,7 +102,7 @@ class WorkerNode:
                 and channel.hand_off(owner, data, inbound)
             ):
                 return
-        server.handle_message(data, inbound)
+        server.driver.handle_message(data, inbound)
 
     # -- TCP connections of the instance (pks.transport.tcp.PeerRegistry) -----------------
     # A fixed table of buckets: (our socket, peer) hashes to a bucket that holds the hash's

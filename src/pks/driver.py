@@ -1,0 +1,100 @@
+"""Role: drive the sans-IO proxy core from the event loop — the glue every message crosses.
+
+``handle_message`` (the transport's ``on_message``) → ``Proxy.receive`` → its ``Send`` effects →
+``Transport.send``; after each batch of sends one ``loop.call_at`` is kept armed at the proxy's
+next deadline, rounded up to a ``TIMER_TICK`` grid so that the few timers of every call share
+loop wake-ups. Compiled with the core (``pks.accel``): it runs for every datagram.
+
+Invariant: an exception inside the core is logged and costs that one message (or that one
+timer round); it never reaches the transport, and the timer stays armed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+
+from pks.net import Inbound, Send
+from pks.proxy import Proxy
+from pks.transport import Transport
+
+__all__ = ["TIMER_TICK", "Driver"]
+
+log = logging.getLogger("pks.server")
+
+TIMER_TICK = 0.01
+"""Seconds: the grid timers are rounded up to. SIP timers are multiples of T1 = 500 ms, so a
+few ms late is harmless."""
+
+
+class Driver:
+    """Feeds one `Proxy` from one `Transport` (both set once the sockets are bound)."""
+
+    def __init__(self) -> None:
+        self.proxy: Proxy | None = None
+        self.transport: Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+
+    def handle_message(self, data: bytes, inbound: Inbound) -> None:
+        """One received message (dropped while no proxy is set)."""
+        proxy = self.proxy
+        if proxy is None:
+            return
+        now = asyncio.get_running_loop().time()
+        try:
+            sends = proxy.receive(data, inbound, now)
+        except Exception:
+            log.exception("internal error on a message from %s; message dropped", inbound.source)
+            return
+        self.send_all(sends)
+
+    def on_send_error(self, send: Send, reason: str) -> None:
+        """The transport could not carry out ``send``: the proxy fails its branch over."""
+        proxy = self.proxy
+        if proxy is not None:
+            now = asyncio.get_running_loop().time()
+            self.send_all(proxy.send_failed(send, reason, now))
+
+    def send_all(self, sends: list[Send]) -> None:
+        """Carry out ``sends`` in order, then re-arm the timer."""
+        transport = self.transport
+        if transport is None:
+            return
+        for item in sends:
+            transport.send(item)
+        self._rearm()
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = self._timer_at = None
+
+    def _rearm(self) -> None:
+        proxy = self.proxy
+        when = proxy.next_deadline() if proxy is not None else None
+        if when is None:
+            return
+        when = math.ceil(when / TIMER_TICK) * TIMER_TICK
+        at = self._timer_at
+        if at is not None and at <= when:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = asyncio.get_running_loop().call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        proxy = self.proxy
+        if proxy is None:
+            return
+        now = asyncio.get_running_loop().time()
+        try:
+            sends = proxy.on_timer(now)
+        except Exception:
+            log.exception("internal error in a timer")
+            sends = []
+        self.send_all(sends)
