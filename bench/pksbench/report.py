@@ -20,6 +20,8 @@ from pksbench.measure import TargetResult
 def _f(value: object, digits: int = 3) -> str:
     if value is None:
         return "–"
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)  # 1600 and 1600.0 print alike ("1 600")
     if isinstance(value, float):
         if value == 0:
             return "0"
