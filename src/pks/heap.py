@@ -5,7 +5,7 @@ A proxy's heap is mostly long-lived and acyclic: modules, settings and the routi
 3261 Timers J and D keep every finished transaction that long). Left at its defaults, the
 collector walks all of it again and again: a collection every 700 allocations, a full one
 (about 150 ms with 10 000 calls in their wait timers, seconds with a million dialplan rules)
-whenever the old generation grew by a quarter — about 15 % of the proxy's CPU at a few
+whenever the old generation grew by a quarter — about 12 % of the proxy's CPU at a few
 hundred calls/s, and stalls of the event loop.
 
 * `tune` (start-up): a young generation of 10 000 objects, older generations collected 50

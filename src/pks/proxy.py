@@ -423,14 +423,14 @@ class Proxy:
     def _open_branch(
         self, ctx: ServerCtx, target: Target, sock: SocketInfo, now: float, out: list[Send]
     ) -> None:
-        base, request = ctx.base, ctx.request
-        if base is None or request is None:  # released: the final response went upstream
+        base = ctx.base
+        if base is None:  # released: the final response went upstream
             return
         branch_id = f"{self._prefix}{next(self._seq):x}"
         sent = for_branch(base, ctx.inbound.socket, sock, branch_id, ctx.record_route)
         data = sent.to_bytes()
         reliable = target.proto.reliable
-        method = request.method or ""
+        method = ctx.method
         txn: ClientInviteTransaction | ClientNonInviteTransaction
         if ctx.invite:
             txn = ClientInviteTransaction(data, reliable=reliable, timers=self.config.timers)
@@ -709,12 +709,7 @@ class Proxy:
         if status >= 200 and ctx.final_sent:
             out.append(Send(data, ctx.reply_to, ctx.inbound.socket, ctx.inbound.conn_id))
             return
-        if status >= 200:
-            ctx.final_sent = True
-            self._call_final(ctx, code, now)
-        self._server_effects(ctx, ctx.txn.send_response(code, data, now), out)
-        if status >= 200:
-            ctx.release()
+        self._upstream(ctx, code, data, status >= 200, now, out)
 
     def _stateless_response(self, msg: Message, out: list[Send]) -> None:
         vias = msg.vias
@@ -779,10 +774,18 @@ class Proxy:
         if request is None:  # released: the final response went upstream already
             return
         if final:
-            ctx.final_sent = True
             self._stat_reply(code)
-            self._call_final(ctx, code, now)
         data = self._response_bytes(request, ctx.inbound, code, reason)
+        self._upstream(ctx, code, data, final, now, out)
+
+    def _upstream(
+        self, ctx: ServerCtx, code: int, data: bytes, final: bool, now: float, out: list[Send]
+    ) -> None:
+        """Send a response of ours or a relayed one to the caller through the server
+        transaction; a final one closes the call's accounting and releases the context."""
+        if final:
+            ctx.final_sent = True
+            self._call_final(ctx, code, now)
         self._server_effects(ctx, ctx.txn.send_response(code, data, now), out)
         if final:
             ctx.release()

@@ -38,7 +38,7 @@ class ServerCtx:
     """
 
     __slots__ = ("base", "branch", "call", "cancelled", "final_sent", "finals", "forced_socket",
-                 "fr_deadline", "inbound", "invite", "key", "label", "next_target",
+                 "fr_deadline", "inbound", "key", "label", "method", "next_target",
                  "record_route", "reply_to", "request", "targets", "txn")  # fmt: skip
 
     def __init__(
@@ -54,7 +54,7 @@ class ServerCtx:
         self.key = key
         self.request: Message | None = request  # as received; None once released
         self.base: Message | None = base  # prepared for forwarding (shared by every branch)
-        self.invite = request.method == "INVITE"
+        self.method = request.method or ""  # kept: the request itself is released
         self.inbound = inbound
         self.reply_to = reply_to
         self.txn = txn
@@ -69,6 +69,10 @@ class ServerCtx:
         self.forced_socket: SocketInfo | None = None  # in-dialog: second half of a double RR
         self.call: Call | None = None  # initial INVITE: counted against call limits
         self.label = ""  # for logs: "INVITE 33123 from 10.0.0.1:5060"
+
+    @property
+    def invite(self) -> bool:
+        return self.method == "INVITE"
 
     def release(self) -> None:
         """The final response is sent: forget the messages (see the class docstring)."""
