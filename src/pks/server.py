@@ -156,6 +156,7 @@ class Server:
         self.seen_fingerprint: Fingerprint | None = None
         self.watcher: ChangeWatcher | None = None
         self.dns: DnsRefresher | None = None
+        self.heap_keeper = heap.Keeper(settings.gc_sweep_interval)
 
     @property
     def snapshot(self) -> Snapshot | None:
@@ -341,9 +342,9 @@ class Server:
             reuse_port=worker is not None,
         )
         driver = self.driver
-        driver.transport = self.transport
         receive = driver.handle_message if worker is None else worker.on_message
         await self.transport.start(self.settings.sockets, receive, driver.on_send_error)
+        driver.sender = self.transport.sender
         sockets = _public(tuple(self.transport.bound))
         self.proxy = Proxy(
             sockets,
@@ -366,6 +367,7 @@ class Server:
             await worker.start(self)
         heap.tune()
         heap.settle(collect=True)
+        self.heap_keeper.start()
         driver.proxy = self.proxy
         driver.send_all(self.proxy.start(loop.time()))
         with contextlib.suppress(NotImplementedError):
@@ -411,6 +413,7 @@ class Server:
         if self.dns is not None:
             await self.dns.close()
         self.driver.close()
+        self.heap_keeper.close()
         if self._admin is not None:
             from pks.admin.serve import stop_admin
 
