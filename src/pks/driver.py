@@ -1,9 +1,10 @@
 """Role: drive the sans-IO proxy core from the event loop — the glue every message crosses.
 
 ``handle_message`` (the transport's ``on_message``) → ``Proxy.receive`` → its ``Send`` effects →
-``Transport.send``; after each batch of sends one ``loop.call_at`` is kept armed at the proxy's
-next deadline, rounded up to a ``TIMER_TICK`` grid so that the few timers of every call share
-loop wake-ups. Compiled with the core (``pks.accel``): it runs for every datagram.
+``Sender.send`` (the transport's, compiled too); after each batch of sends one ``loop.call_at``
+is kept armed at the proxy's next deadline, rounded up to a ``TIMER_TICK`` grid so that the few
+timers of every call share loop wake-ups. Compiled with the core (``pks.accel``): it runs for
+every datagram.
 
 Invariant: an exception inside the core is logged and costs that one message (or that one
 timer round); it never reaches the transport, and the timer stays armed.
@@ -17,7 +18,7 @@ import math
 
 from pks.net import Inbound, Send
 from pks.proxy import Proxy
-from pks.transport import Transport
+from pks.transport.send import Sender
 
 __all__ = ["TIMER_TICK", "Driver"]
 
@@ -29,11 +30,12 @@ few ms late is harmless."""
 
 
 class Driver:
-    """Feeds one `Proxy` from one `Transport` (both set once the sockets are bound)."""
+    """Feeds one `Proxy` from one `Transport`: ``proxy`` and ``sender`` (``Transport.sender``)
+    are set once the sockets are bound."""
 
     def __init__(self) -> None:
         self.proxy: Proxy | None = None
-        self.transport: Transport | None = None
+        self.sender: Sender | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
 
@@ -59,14 +61,15 @@ class Driver:
 
     def send_all(self, sends: list[Send]) -> None:
         """Carry out ``sends`` in order, then re-arm the timer."""
-        transport = self.transport
-        if transport is None:
+        sender = self.sender
+        if sender is None:
             return
         for item in sends:
-            transport.send(item)
+            sender.send(item)
         self._rearm()
 
     def close(self) -> None:
+        self.sender = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = self._timer_at = None

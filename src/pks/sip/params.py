@@ -13,8 +13,16 @@ Params = tuple[tuple[str, str | None], ...]
 
 def split_top(text: str, sep: str) -> list[str]:
     """Split ``text`` on ``sep`` outside quoted strings and angle brackets."""
+    if sep not in text and "\\" not in text:  # one element (no escape: quotes pair up)
+        if text.count('"') % 2:
+            raise ParseError("unterminated quoted string")
+        return [text]
     if '"' not in text and "<" not in text:
         return text.split(sep)
+    return _split_quoted(text, sep)
+
+
+def _split_quoted(text: str, sep: str) -> list[str]:
     parts: list[str] = []
     depth = 0
     quoted = False

@@ -92,6 +92,12 @@ class Transport:
             raise RuntimeError("Transport.send() outside start() ... close()")
         self._sender.send(effect, relay)
 
+    @property
+    def sender(self) -> Sender | None:
+        """What `send` calls (None outside `start` ... `close`): the per-message path uses it
+        directly."""
+        return self._sender
+
     def share_connections(self, registry: PeerRegistry) -> None:
         """Worker processes: tell ``registry`` of our TCP connections, relay through it."""
         if self._table is None:
