@@ -204,7 +204,7 @@ class Settings(BaseSettings):
     - ``PKS_DNS_SERVERS`` (unset: the system's): DNS servers for gateway names.
     - ``PKS_CALL_MAX_DURATION`` (14400 s): how long an answered call counts against limits
       without a BYE.
-    - ``PKS_GC_SWEEP_INTERVAL`` (600 s): full garbage-collector sweeps (pks.heap).
+    - ``PKS_GC_SWEEP_INTERVAL`` (3600 s): full garbage-collector sweeps (pks.heap).
     - ``PKS_WORKERS`` (1): worker processes (``auto``: one per core); see docs/workers.md.
     - ``PKS_CONFIG`` (unset): path of a TOML file holding any of the above; environment
       variables win over the file.
@@ -350,11 +350,12 @@ class Settings(BaseSettings):
     )
 
     gc_sweep_interval: float = Field(
-        600.0,
+        3600.0,
         ge=0,
         description="Seconds between two full sweeps of Python's cyclic garbage collector "
-        "(a stall of about 0.1 s per million live objects, logged); between sweeps only the "
-        "objects of the last second are ever walked (see pks.heap). 0: never sweep.",
+        "(they free reference cycles that died old; a stall of about 0.85 s per million live "
+        "objects, logged); between sweeps each object is walked once, young (see pks.heap). "
+        "0: never sweep.",
     )
     workers: str = Field(
         "1",

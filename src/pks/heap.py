@@ -18,12 +18,14 @@ own objects (start-up, the admin API, asyncio tasks), few and short-lived. So:
 * `settle` (start-up, after each new snapshot): ``gc.freeze()`` moves everything alive out
   of the collector's sight. Frozen objects are still freed by reference counting: the
   snapshot a reload replaces, a transaction whose timers ran out, go away as they should.
-* `Keeper` (on the event loop): ``gc.freeze()`` every second (it only moves a list: O(1)), so
-  the collector's walks only ever see the objects of the last second — young cycles are still
-  collected, but the ~30 s of transactions and the tables are never walked again; and a full
-  *sweep* (unfreeze, collect everything, freeze) every ``sweep_interval`` seconds, which frees
-  any cycle that became garbage after it was frozen. A sweep walks the whole heap (a stall of
-  about 0.1 s per million live objects), so it is rare; it is logged with what it found.
+* `Keeper` (on the event loop), every second: a young collection (``gc.collect(0)``: the
+  objects allocated since the last one, a few ms at most) frees the cycles that already died,
+  then ``gc.freeze()`` (it only moves a list: O(1)) takes the survivors out of every later
+  walk. Each object is walked once, young; the ~30 s of transactions and the tables are never
+  walked again. Every ``sweep_interval`` seconds a full *sweep* (unfreeze, collect everything,
+  freeze) frees the cycles that became garbage after they were frozen. A sweep walks the whole
+  heap — measured about 0.85 s per million live objects (0.14 s for an idle proxy after a load,
+  0.34 s with 2 000 calls/s in progress) — so it is rare (hourly by default) and logged.
 """
 
 from __future__ import annotations
@@ -105,5 +107,6 @@ class Keeper:
                 seconds * 1000,
             )
         else:
+            gc.collect(0)
             gc.freeze()
         self._handle = loop.call_later(self.freeze_interval, self._tick)

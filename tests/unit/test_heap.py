@@ -108,23 +108,29 @@ def test_calls_leave_no_cyclic_garbage() -> None:
         gc.enable()
 
 
-def test_keeper_freezes_every_interval(restore_gc: None) -> None:
-    async def scenario() -> bool:
+class Node:
+    other: object = None
+
+
+def test_keeper_collects_young_cycles_then_freezes_the_rest(restore_gc: None) -> None:
+    async def scenario() -> tuple[bool, bool]:
         keeper = heap.Keeper(sweep_interval=0, freeze_interval=0.01)
         keeper.start()
         young = [object()]
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        gone = weakref.ref(a)
+        del a, b  # a cycle that dies young
         await asyncio.sleep(0.1)
         keeper.close()
-        return any(o is young for o in gc.get_objects())
+        return any(o is young for o in gc.get_objects()), gone() is None
 
-    assert asyncio.run(scenario()) is False
+    walked, freed = asyncio.run(scenario())
+    assert not walked and freed
     assert gc.get_freeze_count() > 0
 
 
 def test_keeper_sweeps_cycles_that_died_frozen(restore_gc: None) -> None:
-    class Node:
-        other: object = None
-
     async def scenario(sweep_interval: float) -> tuple[bool, int]:
         keeper = heap.Keeper(sweep_interval=sweep_interval, freeze_interval=0.01)
         a, b = Node(), Node()
