@@ -38,6 +38,7 @@ MODULES: tuple[str, ...] = (
     "pks/proxy.py",
     "pks/sip/errors.py",
     "pks/sip/names.py",
+    "pks/sip/record.py",
     "pks/sip/params.py",
     "pks/sip/uri.py",
     "pks/sip/via.py",

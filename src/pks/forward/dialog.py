@@ -11,21 +11,26 @@ from __future__ import annotations
 import functools
 import ipaddress
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from pks.forward.nat import take_ruri_alias
 from pks.net import Address, Proto, SocketInfo
 from pks.sip import Message, Uri
+from pks.sip.record import Record
 
 #: Finds which of our sockets a URI names (host, port, proto), or None.
 IsMe = Callable[[Uri], SocketInfo | None]
 
 
-@dataclass(frozen=True, slots=True)
-class NextHop:
-    dest: Address
-    proto: Proto
-    socket: SocketInfo | None  # forced by the second half of a double Record-Route
+class NextHop(Record):
+    __slots__ = ("dest", "proto", "socket")
+
+    def __init__(self, dest: Address, proto: Proto, socket: SocketInfo | None) -> None:
+        self.dest = dest
+        self.proto = proto
+        self.socket = socket  # forced by the second half of a double Record-Route
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.dest, self.proto, self.socket)
 
 
 @functools.lru_cache(maxsize=4096)

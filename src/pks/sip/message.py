@@ -11,12 +11,11 @@ raise ``ParseError`` when the header is malformed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from pks.sip import names
 from pks.sip.errors import ParseError
 from pks.sip.nameaddr import NameAddr, parse_name_addr
 from pks.sip.params import split_top
+from pks.sip.record import Record
 from pks.sip.uri import Uri, parse_uri
 from pks.sip.via import Via, parse_via
 
@@ -43,10 +42,15 @@ class Header:
         return f"Header({self.raw!r})"
 
 
-@dataclass(frozen=True, slots=True)
-class CSeq:
-    number: int
-    method: str
+class CSeq(Record):
+    __slots__ = ("method", "number")
+
+    def __init__(self, number: int, method: str) -> None:
+        self.number = number
+        self.method = method
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.number, self.method)
 
 
 def _elements(header: Header, key: str) -> list[str]:

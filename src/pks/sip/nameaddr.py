@@ -9,23 +9,28 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
 
 from pks.sip.errors import ParseError
 from pks.sip.params import Params, get_param, parse_params
+from pks.sip.record import Record
 from pks.sip.uri import Uri, parse_uri
 
 _TOKEN_WORDS = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+(?:[ \t]+[A-Za-z0-9\-.!%*_+`'~]+)*\Z")
 
 
-@dataclass(frozen=True, slots=True)
-class NameAddr:
+class NameAddr(Record):
     """A parsed name-addr: display name (unquoted), URI, header params."""
 
-    display: str | None
-    uri: Uri
-    params: Params
-    bracketed: bool
+    __slots__ = ("bracketed", "display", "params", "uri")
+
+    def __init__(self, display: str | None, uri: Uri, params: Params, bracketed: bool) -> None:
+        self.display = display
+        self.uri = uri
+        self.params = params
+        self.bracketed = bracketed
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.display, self.uri, self.params, self.bracketed)
 
     @property
     def tag(self) -> str | None:

@@ -38,15 +38,15 @@ def _split_headers(head: bytes) -> list[Header]:
     """Header lines → Header values; the common case (no folded line) in one tight loop."""
     if not head:
         return []
-    if b"\r\n " in head or b"\r\n\t" in head or head[:1] in (b" ", b"\t"):
-        return _split_folded(head)
     keys = _keys
     headers: list[Header] = []
     append = headers.append
     for line in head.split(b"\r\n"):
         name, colon, value = line.partition(b":")
-        key = keys.get(name)
+        key = keys.get(name)  # never a continuation line: no known name starts with SP/HTAB
         if key is None:
+            if line[:1] in (b" ", b"\t"):  # folding (rare): start over the general way
+                return _split_folded(head)
             if not colon:
                 raise ParseError(f"header line without a name: {line[:40]!r}")
             key = _header_key(name)

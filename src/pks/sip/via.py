@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
 
 from pks.sip.errors import ParseError
 from pks.sip.params import Params, get_param, parse_params
+from pks.sip.record import Record
 
 MAGIC = "z9hG4bK"
 
@@ -23,17 +23,32 @@ _VIA = re.compile(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Via:
+class Via(Record):
     """One via-parm: transport, sent-by host/port, params (names lower-cased)."""
 
-    transport: str  # upper-case, e.g. "UDP"
-    host: str  # as written (IPv6 with brackets)
-    port: int | None
-    params: Params
-    text: str  # the value as written
-    branch: str | None  # from params, kept apart: every step reads it
-    has_rport: bool
+    __slots__ = ("branch", "has_rport", "host", "params", "port", "text", "transport")
+
+    def __init__(
+        self,
+        transport: str,  # upper-case, e.g. "UDP"
+        host: str,  # as written (IPv6 with brackets)
+        port: int | None,
+        params: Params,
+        text: str,  # the value as written
+        branch: str | None,  # from params, kept apart: every step reads it
+        has_rport: bool,
+    ) -> None:
+        self.transport = transport
+        self.host = host
+        self.port = port
+        self.params = params
+        self.text = text
+        self.branch = branch
+        self.has_rport = has_rport
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.transport, self.host, self.port, self.params, self.text, self.branch,
+                self.has_rport)  # fmt: skip
 
     @property
     def received(self) -> str | None:
