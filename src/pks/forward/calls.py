@@ -11,7 +11,6 @@ saw — ``max_duration`` seconds after the answer, so a lost BYE cannot leak a s
 from __future__ import annotations
 
 from collections import Counter, deque
-from dataclasses import dataclass
 from typing import Protocol
 
 from pks.health.state import GatewayStates
@@ -29,15 +28,19 @@ class CallShare(Protocol):
     def missed_bye(self, call_id: str, from_tag: str | None, to_tag: str | None) -> None: ...
 
 
-@dataclass(slots=True, eq=False)
 class Call:
-    call_id: str
-    from_tag: str
-    peer: str | None  # the source's address tag (None: untagged source, not limited)
-    target: Target | None = None
-    answered: bool = False
-    open: bool = True
-    expires: float | None = None
+    """One call counted against limits (an explicit ``__init__``: mypyc compiles it)."""
+
+    __slots__ = ("answered", "call_id", "expires", "from_tag", "open", "peer", "target")
+
+    def __init__(self, call_id: str, from_tag: str, peer: str | None) -> None:
+        self.call_id = call_id
+        self.from_tag = from_tag
+        self.peer = peer  # the source's address tag (None: untagged source, not limited)
+        self.target: Target | None = None
+        self.answered = False
+        self.open = True
+        self.expires: float | None = None
 
 
 class CallTable:
