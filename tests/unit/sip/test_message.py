@@ -132,3 +132,16 @@ def test_non_ascii_digits_are_not_numbers() -> None:
         _ = parse(bad).cseq
     with pytest.raises(ParseError):
         parse_uri("sip:host:\u00b2")
+
+
+def test_parsed_values_compare_and_hash_by_their_fields() -> None:
+    # Via, NameAddr, CSeq are Records: value semantics, like the frozen dataclasses they were
+    text = "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKx;rport"
+    a, b = parse_via(text), parse_via(" " + text)
+    assert a is not b and a == b and hash(a) == hash(b) and len({a, b}) == 1
+    assert a != parse_via(text.replace("bKx", "bKy")) and a != text
+    assert repr(a).startswith("Via('UDP', '10.0.0.1', 5060,")
+    assert parse_name_addr("<sip:a@b>;tag=1") == parse_name_addr("<sip:a@b>;tag=1")
+    assert parse_name_addr("<sip:a@b>;tag=1") != parse_name_addr("<sip:a@b>;tag=2")
+    cseq = parse(INVITE).cseq
+    assert (cseq.number, cseq.method) == (7, "INVITE") and cseq == parse(INVITE).cseq
