@@ -134,3 +134,24 @@ def answer(
         lines.append(f"Contact: <{contact}>")
     lines.append("Content-Length: 0")
     return "\r\n".join(lines) + "\r\n\r\n"
+
+
+def bye(
+    fwd_invite: Message,
+    ruri: str,
+    via: Address,
+    *,
+    from_: str,
+    to: str,
+    call_id: str = "call-1",
+    branch: str = "z9hG4bKb1",
+    cseq: int = 1,
+) -> str:
+    """A BYE sent from ``via`` inside the dialog the forwarded INVITE set up: its Route set is
+    the Record-Route the proxy put on that INVITE. ``from_``/``to`` are whole header values."""
+    routes = ", ".join(v.strip() for v in fwd_invite.values("record-route"))
+    return (
+        f"BYE {ruri} SIP/2.0\r\nVia: SIP/2.0/UDP {via};branch={branch}\r\n"
+        f"Route: {routes}\r\nMax-Forwards: 70\r\nFrom: {from_}\r\nTo: {to}\r\n"
+        f"Call-ID: {call_id}\r\nCSeq: {cseq} BYE\r\nContent-Length: 0\r\n\r\n"
+    )

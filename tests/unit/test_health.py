@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness import CARRIER, GW1, GW2, PBX, PBX2, PRIVATE, Net, answer, invite, msgs, seed_rows
+from harness import CARRIER, GW1, GW2, PBX, PBX2, PRIVATE, Net, answer, bye, invite, msgs, seed_rows
 
 from pks.health.probe import AliveCodes, ProbeConfig
 from pks.net import Address
@@ -183,14 +183,11 @@ def test_peer_limit_answers_503_until_a_bye() -> None:
     assert net.proxy.limit_counts()["peers"]["pbx1"] == {"calls": 1, "max_calls": 1}
     other = net.deliver(invite(DID, CARRIER, call_id="x", branch="z9hG4bKx"), CARRIER)
     assert msgs(other, PBX)  # another peer is not limited
-    rr = ", ".join(v.strip() for v in fwd.values("record-route"))
-    bye = (
-        f"BYE sip:gw@{gw} SIP/2.0\r\nVia: SIP/2.0/UDP {PBX};branch=z9hG4bKbye\r\n"
-        f"Route: {rr}\r\nMax-Forwards: 70\r\nFrom: <sip:caller@{PBX.host}>;tag=ft1\r\n"
-        f"To: <sip:{OFFNET}@127.0.0.10>;tag=tt1\r\nCall-ID: a\r\nCSeq: 2 BYE\r\n"
-        "Content-Length: 0\r\n\r\n"
-    )
-    net.deliver(bye, PBX)
+    hang_up = bye(
+        fwd, f"sip:gw@{gw}", PBX, from_=f"<sip:caller@{PBX.host}>;tag=ft1",
+        to=f"<sip:{OFFNET}@127.0.0.10>;tag=tt1", call_id="a", branch="z9hG4bKbye", cseq=2,
+    )  # fmt: skip
+    net.deliver(hang_up, PBX)
     again = net.deliver(invite(OFFNET, PBX, call_id="c", branch="z9hG4bKc"), PBX)
     assert msgs(again, GW1) or msgs(again, GW2)
 

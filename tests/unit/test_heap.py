@@ -9,7 +9,7 @@ import weakref
 from collections.abc import Iterator
 
 import pytest
-from harness import CARRIER, PBX, Net, answer, invite, msgs, seed_rows
+from harness import CARRIER, PBX, Net, answer, bye, invite, msgs, seed_rows
 
 from pks import heap
 from pks.route.snapshot import build_snapshot
@@ -68,14 +68,11 @@ def _calls(net: Net) -> None:
     fwd = msgs(net.deliver(invite(DID, CARRIER), CARRIER), PBX)[0]
     net.deliver(answer(fwd, 180, "Ringing"), PBX)
     net.deliver(answer(fwd, 200, "OK", contact=f"sip:pbx@{PBX}"), PBX)
-    routes = ", ".join(v.strip() for v in fwd.values("record-route"))
-    bye = (
-        f"BYE sip:caller@{CARRIER} SIP/2.0\r\nVia: SIP/2.0/UDP {PBX};branch=z9hG4bKb1\r\n"
-        f"Route: {routes}\r\nMax-Forwards: 70\r\nFrom: <sip:{DID}@127.0.0.10>;tag=tt1\r\n"
-        f"To: <sip:caller@{CARRIER.host}>;tag=ft1\r\nCall-ID: call-1\r\nCSeq: 1 BYE\r\n"
-        "Content-Length: 0\r\n\r\n"
-    )
-    fwd_bye = msgs(net.deliver(bye, PBX), CARRIER)[0]
+    hang_up = bye(
+        fwd, f"sip:caller@{CARRIER}", PBX,
+        from_=f"<sip:{DID}@127.0.0.10>;tag=tt1", to=f"<sip:caller@{CARRIER.host}>;tag=ft1",
+    )  # fmt: skip
+    fwd_bye = msgs(net.deliver(hang_up, PBX), CARRIER)[0]
     net.deliver(answer(fwd_bye, 200, "OK"), CARRIER)
     out = net.deliver(invite(OFFNET, PBX, call_id="c2", branch="z9hG4bK2"), PBX)
     first = next(s for s in out if s.dest != PBX)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness import CARRIER, GW1, GW2, PBX, PBX2, PUBLIC, Net, answer, invite, msgs
+from harness import CARRIER, GW1, GW2, PBX, PBX2, PUBLIC, Net, answer, bye, invite, msgs
 
 from pks.forward.context import ServerCtx
 from pks.net import Address
@@ -23,16 +23,10 @@ def statuses(sends: list, dest: Address) -> list[int]:
 
 
 def bye_from_callee(fwd_invite: Message, caller_contact: str, branch: str = "z9hG4bKb1") -> str:
-    routes = ", ".join(v.strip() for v in fwd_invite.values("record-route"))
-    return (
-        f"BYE {caller_contact} SIP/2.0\r\n"
-        f"Via: SIP/2.0/UDP {PBX};branch={branch}\r\n"
-        f"Route: {routes}\r\n"
-        "Max-Forwards: 70\r\n"
-        "From: <sip:33202020201@127.0.0.10>;tag=tt1\r\n"
-        f"To: <sip:caller@{CARRIER.host}>;tag=ft1\r\n"
-        "Call-ID: call-1\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n"
-    )
+    return bye(
+        fwd_invite, caller_contact, PBX, from_="<sip:33202020201@127.0.0.10>;tag=tt1",
+        to=f"<sip:caller@{CARRIER.host}>;tag=ft1", branch=branch,
+    )  # fmt: skip
 
 
 def test_inbound_did_call_relayed_with_record_route() -> None:
