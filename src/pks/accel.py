@@ -50,6 +50,7 @@ MODULES: tuple[str, ...] = (
     "pks/sip/status.py",
     "pks/transaction/effects.py",
     "pks/transaction/timers.py",
+    "pks/transaction/wheel.py",
     "pks/transaction/client_invite.py",
     "pks/transaction/client_non_invite.py",
     "pks/transaction/server_invite.py",

@@ -2,9 +2,9 @@
 
 ``handle_message`` (the transport's ``on_message``) → ``Proxy.receive`` → its ``Send`` effects →
 ``Sender.send`` (the transport's, compiled too); after each batch of sends one ``loop.call_at``
-is kept armed at the proxy's next deadline, rounded up to a ``TIMER_TICK`` grid so that the few
-timers of every call share loop wake-ups. Compiled with the core (``pks.accel``): it runs for
-every datagram.
+is kept armed at the proxy's next deadline (already on the 10 ms grid of the core's
+``TimerWheel``, so that the few timers of every call share loop wake-ups). Compiled with the
+core (``pks.accel``): it runs for every datagram.
 
 Invariant: an exception inside the core is logged and costs that one message (or that one
 timer round); it never reaches the transport, and the timer stays armed.
@@ -14,19 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 
 from pks.net import Inbound, Send
 from pks.proxy import Proxy
 from pks.transport.send import Sender
 
-__all__ = ["TIMER_TICK", "Driver"]
+__all__ = ["Driver"]
 
 log = logging.getLogger("pks.server")
-
-TIMER_TICK = 0.01
-"""Seconds: the grid timers are rounded up to. SIP timers are multiples of T1 = 500 ms, so a
-few ms late is harmless."""
 
 
 class Driver:
@@ -79,7 +74,6 @@ class Driver:
         when = proxy.next_deadline() if proxy is not None else None
         if when is None:
             return
-        when = math.ceil(when / TIMER_TICK) * TIMER_TICK
         at = self._timer_at
         if at is not None and at <= when:
             return

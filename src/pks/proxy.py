@@ -14,7 +14,6 @@ RFC 3261 §16 (stateful proxy, serial forking over the dispatcher's failover ord
 from __future__ import annotations
 
 import contextlib
-import heapq
 import itertools
 import logging
 import re
@@ -49,6 +48,7 @@ from pks.transaction import (
     Terminated,
     TimedOut,
     Timers,
+    TimerWheel,
     Transmit,
     TransportFailed,
 )
@@ -116,8 +116,7 @@ class Proxy:
         self.snapshot = snapshot
         self._servers: dict[Key, ServerCtx | LocalServer] = {}
         self._branches: dict[Key, Branch] = {}
-        self._heap: list[tuple[float, int, Holder]] = []
-        self._armed: dict[int, float] = {}
+        self._timers: TimerWheel[Holder] = TimerWheel()
         self._seq = itertools.count()
         # our Via branches start with it (worker processes put their index in it)
         self._prefix = branch_prefix or "z9hG4bKpks" + secrets.token_hex(3)
@@ -176,12 +175,7 @@ class Proxy:
     def on_timer(self, now: float) -> list[Send]:
         """Fire every timer due at ``now``."""
         out: list[Send] = []
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            when, _, holder = heapq.heappop(heap)
-            if self._armed.get(id(holder)) != when:
-                continue
-            del self._armed[id(holder)]
+        for holder in self._timers.pop_due(now):
             if isinstance(holder, Branch) and self._branches.get(holder.key) is not holder:
                 continue  # abandoned (an expired probe)
             due = holder.deadline()
@@ -191,7 +185,7 @@ class Proxy:
         return out
 
     def next_deadline(self) -> float | None:
-        return self._heap[0][0] if self._heap else None
+        return self._timers.next_deadline()
 
     def send_failed(self, send: Send, reason: str, now: float) -> list[Send]:
         """The transport could not send ``send``: fail the branch it belongs to over."""
@@ -821,13 +815,8 @@ class Proxy:
     # ---- timers -------------------------------------------------------------------------------
     def _arm(self, holder: Holder) -> None:
         when = holder.deadline()
-        if when is None:
-            return
-        armed = self._armed.get(id(holder))
-        if armed is not None and armed <= when:
-            return
-        self._armed[id(holder)] = when
-        heapq.heappush(self._heap, (when, next(self._seq), holder))
+        if when is not None:
+            self._timers.arm(holder, when)
 
     def _fire(self, holder: Holder, now: float, out: list[Send]) -> None:
         if isinstance(holder, ProbeSchedule):

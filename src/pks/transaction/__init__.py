@@ -1,10 +1,10 @@
 """Step ④ transaction: RFC 3261 §17 transaction state machines, sans-IO (with RFC 6026).
 
 Role in the data flow: between sanity (③) and routing (⑤). The proxy core matches every
-message to a transaction through ``TransactionTable`` (keys from ``server_key`` /
-``client_key``), calls the matching machine with the current time, and carries out the effects
-it returns. Nothing here reads the clock, opens a socket or parses SIP: requests and responses
-are opaque bytes plus, for responses, their status code.
+message to a transaction (RFC 3261 §17.1.3 / §17.2.3 keys), calls the matching machine with
+the current time, and carries out the effects it returns. Nothing here reads the clock, opens
+a socket or parses SIP: requests and responses are opaque bytes plus, for responses, their
+status code.
 
 Calling convention shared by the four machines:
 
@@ -12,8 +12,8 @@ Calling convention shared by the four machines:
   ``list[Effect]``, to be carried out in order: ``Transmit`` (bytes to this transaction's peer),
   ``Deliver``/``DeliverAck`` (pass the message just received up), ``TimedOut``,
   ``TransportFailed`` and, last, ``Terminated`` (remove from the table);
-* ``next_deadline()`` is when ``on_timer(now)`` must next be called (feed it to
-  ``TransactionTable.schedule``); after any call it is None or later than ``now`` as long as
+* ``next_deadline()`` is when ``on_timer(now)`` must next be called (the core arms it in a
+  ``TimerWheel``); after any call it is None or later than ``now`` as long as
   due timers are fired before other events at a later time;
 * ``state`` is the RFC figure state, ``terminated`` whether it is TERMINATED; a terminated
   machine returns no effects.
@@ -35,20 +35,14 @@ from pks.transaction.effects import (
 )
 from pks.transaction.server_invite import ServerInviteState, ServerInviteTransaction
 from pks.transaction.server_non_invite import ServerNonInviteState, ServerNonInviteTransaction
-from pks.transaction.table import (
-    ClientKey,
-    ServerKey,
-    TransactionTable,
-    client_key,
-    server_key,
-)
 from pks.transaction.timers import DEFAULT_TIMERS, Timers
+from pks.transaction.wheel import TICK, TimerWheel
 
 __all__ = [
     "DEFAULT_TIMERS",
+    "TICK",
     "ClientInviteState",
     "ClientInviteTransaction",
-    "ClientKey",
     "ClientNonInviteState",
     "ClientNonInviteTransaction",
     "Deliver",
@@ -56,15 +50,12 @@ __all__ = [
     "Effect",
     "ServerInviteState",
     "ServerInviteTransaction",
-    "ServerKey",
     "ServerNonInviteState",
     "ServerNonInviteTransaction",
     "Terminated",
     "TimedOut",
+    "TimerWheel",
     "Timers",
-    "TransactionTable",
     "Transmit",
     "TransportFailed",
-    "client_key",
-    "server_key",
 ]

@@ -10,9 +10,9 @@ import pks.transaction
 
 PUBLIC = {
     "DEFAULT_TIMERS",
+    "TICK",
     "ClientInviteState",
     "ClientInviteTransaction",
-    "ClientKey",
     "ClientNonInviteState",
     "ClientNonInviteTransaction",
     "Deliver",
@@ -20,20 +20,17 @@ PUBLIC = {
     "Effect",
     "ServerInviteState",
     "ServerInviteTransaction",
-    "ServerKey",
     "ServerNonInviteState",
     "ServerNonInviteTransaction",
     "Terminated",
     "TimedOut",
+    "TimerWheel",
     "Timers",
-    "TransactionTable",
     "Transmit",
     "TransportFailed",
-    "client_key",
-    "server_key",
 }
 # Only these may be imported: no sockets, no asyncio, no clock, no other pks package.
-ALLOWED_IMPORTS = {"__future__", "dataclasses", "enum", "heapq", "itertools", "typing"}
+ALLOWED_IMPORTS = {"__future__", "dataclasses", "enum", "heapq", "math", "typing"}
 MODULES = sorted(info.name for info in pkgutil.iter_modules(pks.transaction.__path__))
 
 
