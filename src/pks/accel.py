@@ -64,6 +64,7 @@ MODULES: tuple[str, ...] = (
     "pks/forward/response.py",
     "pks/route/decision.py",
     "pks/route/authorize.py",
+    "pks/route/dialplan_index.py",
     "pks/route/lookup.py",
     "pks/route/dispatch.py",
     "pks/route/algorithms.py",

@@ -19,8 +19,8 @@ unindexable rules), flat in the number of exact and prefix rules.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 __all__ = ["IndexedRule", "RuleIndex", "Test"]
@@ -30,22 +30,48 @@ Test = Callable[[str], object]
 _NO_RANK = 1 << 62
 
 
-@dataclass(frozen=True, slots=True)
 class IndexedRule(Generic[T]):
     """What the index needs to know about one rule.
 
     ``exact`` is the whole text an exact rule matches (its ``test`` is then unused);
     otherwise ``prefix`` is a literal every match starts with ('' = unknown) and ``test``
-    says whether a subject matches.
+    says whether a subject matches — None when starting with ``prefix`` is all it takes
+    (``^123`` or ``123*``: no pattern runs for them).
     """
 
-    item: T
-    test: Test | None
-    exact: str | None = None
-    prefix: str = ""
+    __slots__ = ("exact", "item", "prefix", "test")
+
+    # a plain class, not a dataclass: mypyc (pks.accel) cannot compile a generic dataclass
+    def __init__(
+        self, item: T, test: Test | None, exact: str | None = None, prefix: str = ""
+    ) -> None:
+        self.item = item
+        self.test = test
+        self.exact = exact
+        self.prefix = prefix
 
 
-_Entry = tuple[int, Test, T]
+class _Entry(Generic[T]):
+    """One rule in a bucket: its rank, its test (None: the bucket's key decides) and the next
+    rule of the same bucket. One object per rule (compiled, the rank is stored inline), so a
+    lookup in a table of a million rules touches few cache lines."""
+
+    __slots__ = ("item", "next", "rank", "test")
+
+    def __init__(self, rank: int, test: Test | None, item: T) -> None:
+        self.rank = rank
+        self.test = test
+        self.item = item
+        self.next: _Entry[T] | None = None
+
+
+def _chain(entries: list[_Entry[T]]) -> _Entry[T]:
+    """Link a bucket's entries in rank order; those after an untested one can never win."""
+    for entry, following in itertools.pairwise(entries):
+        if entry.test is None:
+            break
+        entry.next = following
+    return entries[0]
 
 
 class RuleIndex(Generic[T]):
@@ -54,20 +80,21 @@ class RuleIndex(Generic[T]):
     __slots__ = ("_exact", "_lengths", "_prefixes", "_scan")
 
     def __init__(self, rules: Iterable[IndexedRule[T]]) -> None:
-        exact: dict[str, tuple[int, T]] = {}
+        exact: dict[str, _Entry[T]] = {}
         prefixes: dict[str, list[_Entry[T]]] = {}
         scan: list[_Entry[T]] = []
         for rank, rule in enumerate(rules):
             if rule.exact is not None:
-                exact.setdefault(rule.exact, (rank, rule.item))  # the first one wins
-            elif rule.test is None:
-                raise ValueError("a rule that is not exact needs a test")
+                if rule.exact not in exact:  # the first one wins
+                    exact[rule.exact] = _Entry(rank, None, rule.item)
             elif rule.prefix:
-                prefixes.setdefault(rule.prefix, []).append((rank, rule.test, rule.item))
+                prefixes.setdefault(rule.prefix, []).append(_Entry(rank, rule.test, rule.item))
+            elif rule.test is None:
+                raise ValueError("a rule that is neither exact nor prefixed needs a test")
             else:
-                scan.append((rank, rule.test, rule.item))
+                scan.append(_Entry(rank, rule.test, rule.item))
         self._exact = exact
-        self._prefixes = {key: tuple(entries) for key, entries in prefixes.items()}
+        self._prefixes = {key: _chain(entries) for key, entries in prefixes.items()}
         self._lengths = tuple(sorted({len(key) for key in prefixes}))
         self._scan = tuple(scan)
 
@@ -77,25 +104,24 @@ class RuleIndex(Generic[T]):
         best: T | None = None
         hit = self._exact.get(subject)
         if hit is not None:
-            best_rank, best = hit
+            best_rank, best = hit.rank, hit.item
         if self._lengths:
             size = len(subject)
             prefixes = self._prefixes
             for length in self._lengths:
                 if length > size:
                     break
-                bucket = prefixes.get(subject[:length])
-                if bucket is None:
-                    continue
-                for rank, test, item in bucket:
-                    if rank >= best_rank:
+                entry = prefixes.get(subject[:length])
+                while entry is not None and entry.rank < best_rank:
+                    test = entry.test
+                    if test is None or test(subject):
+                        best_rank, best = entry.rank, entry.item
                         break
-                    if test(subject):
-                        best_rank, best = rank, item
-                        break
-        for rank, test, item in self._scan:
-            if rank >= best_rank:
+                    entry = entry.next
+        for scanned in self._scan:
+            if scanned.rank >= best_rank:
                 break
-            if test(subject):
-                return item
+            test = scanned.test
+            if test is not None and test(subject):
+                return scanned.item
         return best

@@ -49,11 +49,14 @@ _COLLATING = re.compile(r"\[([.=])(.)\1\]", re.DOTALL)
 class CompiledGlob:
     """A compiled shell pattern: ``pattern.fullmatch(byte_view(subject))``.
 
-    ``prefix`` (byte view) is the literal text every matching subject starts with.
+    ``prefix`` (byte view) is the literal text every matching subject starts with;
+    ``prefix_only``: the pattern is that literal and one final ``*``, so a subject matches
+    exactly when it starts with ``prefix`` (no need to run the pattern).
     """
 
     pattern: re.Pattern[str]
     prefix: str
+    prefix_only: bool = False
 
 
 @functools.lru_cache(maxsize=4096)
@@ -91,7 +94,9 @@ def compile_fnmatch(pattern: str) -> CompiledGlob:
         if literal_so_far:
             prefix.append(literal)
     compiled = re.compile("".join(parts), re.DOTALL | re.ASCII)
-    return CompiledGlob(compiled, "".join(prefix))
+    # literals, then one '*': parts are the prefix's characters and a final '.*'
+    prefix_only = bool(prefix) and len(parts) == len(prefix) + 1 and parts[-1] == ".*"
+    return CompiledGlob(compiled, "".join(prefix), prefix_only)
 
 
 def _char(ch: str) -> str:

@@ -207,12 +207,14 @@ def _compile_rule(  # noqa: C901 - one check per Kamailio load rule
     if row.match_op == MATCH_REGEX:
         try:
             compiled = compile_pcre(row.match_exp)
-            test, prefix = compiled.pattern.search, compiled.prefix
+            prefix = compiled.prefix
+            test = None if compiled.prefix_only else compiled.pattern.search
         except PcreError as exc:
             errors.append(f"{where}: match_exp {row.match_exp!r} does not compile: {exc}")
     elif row.match_op == MATCH_FNMATCH:
         glob = compile_fnmatch(row.match_exp)
-        test, prefix = glob.pattern.fullmatch, glob.prefix
+        prefix = glob.prefix
+        test = None if glob.prefix_only else glob.pattern.fullmatch
     else:
         exact = byte_view(row.match_exp)
     subst = None

@@ -90,12 +90,15 @@ class PcreError(ValueError):
 class CompiledPcre:
     """A compiled dialplan regex; match it against ``byte_view(subject)``.
 
-    ``prefix`` (byte view) is a literal every matching subject starts with, '' when unknown.
+    ``prefix`` (byte view) is a literal every matching subject starts with, '' when unknown;
+    ``prefix_only``: the pattern is ``^`` and that literal, nothing else, so a subject matches
+    exactly when it starts with ``prefix`` (no need to run the pattern).
     """
 
     pattern: re.Pattern[str]
     prefix: str
     groups: int
+    prefix_only: bool = False
 
 
 def byte_view(text: str) -> str:
@@ -125,7 +128,7 @@ def compile_pcre(pattern: str) -> CompiledPcre:
         position = translator.source_position(exc.pos or 0)
         raise PcreError(exc.msg, position) from None
     prefix = "" if translator.alternation else "".join(translator.prefix or ())
-    return CompiledPcre(compiled, prefix, compiled.groups)
+    return CompiledPcre(compiled, prefix, compiled.groups, bool(prefix) and translator.only_prefix)
 
 
 def _char(code: int) -> str:
@@ -190,6 +193,8 @@ class _Translator:
         self.alternation = False
         self.unrepeatable = False  # the last token is an assertion PCRE cannot repeat
         self.quantified = False  # the last token is a quantifier
+        self.literals = 0  # literal characters emitted
+        self.only_prefix = False  # after run(): the pattern is '^' and literals, nothing else
 
     # -- output -------------------------------------------------------------------------
 
@@ -207,6 +212,7 @@ class _Translator:
 
     def literal(self, code: int, src_pos: int) -> None:
         self.emit(_char(code), src_pos)
+        self.literals += 1
         if self.prefix_open and self.prefix is not None and len(self.frames) == 1:
             self.prefix.append(chr(code))
 
@@ -257,6 +263,14 @@ class _Translator:
                 i += 1
         if len(self.frames) > 1:
             raise PcreError("missing )", len(src))
+        self.only_prefix = (
+            self.prefix_open
+            and not self.alternation
+            and not self.frames[0].scopes
+            and len(self.out_starts) == 1 + self.literals  # the '^', then literals only
+            and self.prefix is not None
+            and len(self.prefix) == self.literals
+        )
         self.emit(")" * len(self.frames[0].scopes), len(src))
         return "".join(self.out)
 

@@ -67,6 +67,29 @@ def test_literal_prefix(pattern: str, prefix: str) -> None:
     assert compile_fnmatch(pattern).prefix == prefix
 
 
+@pytest.mark.parametrize(
+    ("pattern", "prefix_only"),
+    [
+        ("3320*", True),
+        ("33\\*1*", True),
+        ("3320", False),
+        ("33*1", False),
+        ("33?*", False),
+        ("33[3]*", False),
+        ("33\\*", False),  # an escaped star is a literal
+        ("*", False),
+        ("", False),
+    ],
+)
+def test_prefix_only(pattern: str, prefix_only: bool) -> None:
+    glob = compile_fnmatch(pattern)
+    assert glob.prefix_only is prefix_only
+    if prefix_only:
+        for subject in (glob.prefix, glob.prefix + "9\n", glob.prefix[:-1], "x"):
+            hit = glob.pattern.fullmatch(subject) is not None
+            assert hit is subject.startswith(glob.prefix), subject
+
+
 # -- oracle: glibc itself ----------------------------------------------------------------
 
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c"))

@@ -177,6 +177,33 @@ def test_literal_prefix(pattern: str, prefix: str) -> None:
     assert compile_pcre(pattern).prefix == prefix
 
 
+@pytest.mark.parametrize(
+    ("pattern", "prefix_only"),
+    [
+        (r"^\+33", True),
+        ("^\\Q+33\\E", True),
+        ("^\\x41B", True),
+        ("^é", True),
+        ("^123$", False),  # '$': the subject must also end there
+        ("^12?", False),
+        ("^12(3)", False),
+        ("^12|34", False),
+        ("^1.", False),
+        ("^ab(?i)c", False),
+        ("(?i)^abc", False),
+        ("123", False),
+        ("^", False),  # no prefix to index by
+    ],
+)
+def test_prefix_only(pattern: str, prefix_only: bool) -> None:
+    compiled = compile_pcre(pattern)
+    assert compiled.prefix_only is prefix_only
+    if prefix_only:  # then starting with the prefix is matching
+        for subject in (compiled.prefix, compiled.prefix + "9\n", compiled.prefix[:-1], "x"):
+            hit = compiled.pattern.search(subject) is not None
+            assert hit is subject.startswith(compiled.prefix), subject
+
+
 def test_groups_are_counted() -> None:
     assert compile_pcre("^(0|\\+33)(?:x)(?<rest>.*)$").groups == 2
 
