@@ -73,7 +73,8 @@ def _split_folded(head: bytes) -> list[Header]:
     return headers
 
 
-def _start_line(line: bytes) -> dict[str, object]:
+def _start_line(line: bytes) -> tuple[str | None, str | None, int | None, str | None]:
+    """(method, request-URI, status, reason) of a request line or a status line."""
     if line.startswith(b"SIP/"):
         parts = line.split(b" ", 2)
         if parts[0] != b"SIP/2.0":
@@ -84,7 +85,7 @@ def _start_line(line: bytes) -> dict[str, object]:
         if not 100 <= code <= 699:
             raise ParseError(f"status code {code} out of range")
         reason = parts[2].decode("utf-8", "replace") if len(parts) == 3 else ""
-        return {"status": code, "reason": reason}
+        return None, None, code, reason
     parts = line.split(b" ")
     if len(parts) != 3 or not parts[0] or not parts[1]:
         raise ParseError(f"malformed request line {line[:80]!r}")
@@ -95,7 +96,7 @@ def _start_line(line: bytes) -> dict[str, object]:
         if _VERSION.match(version):
             raise ParseError(f"unsupported SIP version {version.decode('latin-1')}", status=505)
         raise ParseError(f"malformed request line {line[:80]!r}")
-    return {"method": method.decode("latin-1"), "ruri": ruri.decode("latin-1")}
+    return method.decode("latin-1"), ruri.decode("latin-1"), None, None
 
 
 def _content_length(headers: list[Header]) -> int | None:
@@ -132,13 +133,13 @@ def parse(data: bytes, *, stream: bool = False) -> Message:
     first = data[:first_end]
     head = data[first_end + 2 : end] if first_end < end else b""
     try:
-        fields = _start_line(first)
+        method, ruri, status, reason = _start_line(first)
     except ParseError as exc:
         if not first.startswith(b"SIP/"):
             exc.partial = _partial_request(first, head)
         raise
     headers = _split_headers(head)
-    msg = Message(first, headers, b"", **fields)  # type: ignore[arg-type]
+    msg = Message(first, headers, b"", method=method, ruri=ruri, status=status, reason=reason)
     try:
         length = _content_length(headers)
     except ParseError as exc:
