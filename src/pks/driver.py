@@ -33,13 +33,21 @@ class Driver:
         self.sender: Sender | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop, looked up once (``asyncio.get_running_loop`` costs a getpid call)."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     def handle_message(self, data: bytes, inbound: Inbound) -> None:
         """One received message (dropped while no proxy is set)."""
         proxy = self.proxy
         if proxy is None:
             return
-        now = asyncio.get_running_loop().time()
+        now = self._running_loop().time()
         try:
             sends = proxy.receive(data, inbound, now)
         except Exception:
@@ -51,7 +59,7 @@ class Driver:
         """The transport could not carry out ``send``: the proxy fails its branch over."""
         proxy = self.proxy
         if proxy is not None:
-            now = asyncio.get_running_loop().time()
+            now = self._running_loop().time()
             self.send_all(proxy.send_failed(send, reason, now))
 
     def send_all(self, sends: list[Send]) -> None:
@@ -68,6 +76,7 @@ class Driver:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = self._timer_at = None
+        self._loop = None
 
     def _rearm(self) -> None:
         proxy = self.proxy
@@ -80,7 +89,7 @@ class Driver:
         if self._timer is not None:
             self._timer.cancel()
         self._timer_at = when
-        self._timer = asyncio.get_running_loop().call_at(when, self._on_timer)
+        self._timer = self._running_loop().call_at(when, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -88,7 +97,7 @@ class Driver:
         proxy = self.proxy
         if proxy is None:
             return
-        now = asyncio.get_running_loop().time()
+        now = self._running_loop().time()
         try:
             sends = proxy.on_timer(now)
         except Exception:
