@@ -66,6 +66,7 @@ MODULES: tuple[str, ...] = (
     "pks/route/authorize.py",
     "pks/route/dialplan_index.py",
     "pks/route/lookup.py",
+    "pks/route/stages.py",
     "pks/route/dispatch.py",
     "pks/route/algorithms.py",
     "pks/health/state.py",

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pks.net import Proto
+from pks.sip.record import Record
 
 __all__ = ["Decision", "Drop", "Forward", "Peer", "Reply", "Target"]
 
@@ -46,15 +47,25 @@ class Target:
     dns: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Forward:
-    """Relay the request: ``targets[0]`` now, the others in order on failure."""
+class Forward(Record):
+    """Relay the request: ``targets[0]`` now, the others in order on failure.
 
-    peer: Peer
-    dpid: int
-    rule_id: int
-    setid: int
-    targets: tuple[Target, ...]
+    A `Record` (built for every call: its ``__init__`` is compiled, a dataclass's is not).
+    """
+
+    __slots__ = ("dpid", "peer", "rule_id", "setid", "targets")
+
+    def __init__(
+        self, peer: Peer, dpid: int, rule_id: int, setid: int, targets: tuple[Target, ...]
+    ) -> None:
+        self.peer = peer
+        self.dpid = dpid
+        self.rule_id = rule_id
+        self.setid = setid
+        self.targets = targets
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.peer, self.dpid, self.rule_id, self.setid, self.targets)
 
 
 @dataclass(frozen=True, slots=True)
