@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from pks.route.decision import Target
 
@@ -99,6 +99,4 @@ class DnsCache:
         if entry is None or entry.expires <= now:
             self.wanted.add(key)
             return ()
-        return tuple(
-            replace(target, host=host, port=port, dns="") for host, port in entry.addresses
-        )
+        return tuple(target.at(host, port) for host, port in entry.addresses)

@@ -24,8 +24,7 @@ class Peer:
     tag: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
+class Target(Record):
     """One gateway of a ``dispatcher`` set, resolved at snapshot build time.
 
     ``uri`` is the destination as stored (after Kamailio's ``sip:`` fix-up); ``host`` is the
@@ -35,16 +34,41 @@ class Target:
     time (RFC 3263, see :mod:`pks.dns`): ``"srv"`` (no port in the URI: SRV, then A/AAAA),
     ``"a"`` (a port is given: A/AAAA only), ``""`` for an IP literal or an address already
     resolved from a name.
+
+    A `Record`, not a dataclass: the proxy builds one for every in-dialog request.
     """
 
-    uri: str
-    host: str
-    port: int
-    proto: Proto
-    socket_name: str | None
-    setid: int
-    attrs: str
-    dns: str = ""
+    __slots__ = ("attrs", "dns", "host", "port", "proto", "setid", "socket_name", "uri")
+
+    def __init__(
+        self,
+        uri: str,
+        host: str,
+        port: int,
+        proto: Proto,
+        socket_name: str | None,
+        setid: int,
+        attrs: str,
+        dns: str = "",
+    ) -> None:
+        self.uri = uri
+        self.host = host
+        self.port = port
+        self.proto = proto
+        self.socket_name = socket_name
+        self.setid = setid
+        self.attrs = attrs
+        self.dns = dns
+
+    def _fields(self) -> tuple[object, ...]:
+        return (
+            self.uri, self.host, self.port, self.proto,
+            self.socket_name, self.setid, self.attrs, self.dns,
+        )  # fmt: skip
+
+    def at(self, host: str, port: int) -> Target:
+        """This gateway at one address its name resolved to."""
+        return Target(self.uri, host, port, self.proto, self.socket_name, self.setid, self.attrs)
 
 
 class Forward(Record):
