@@ -9,7 +9,9 @@ Per target, with both callees running for the whole phase:
 3. **maximum rate** — steps of ``step_seconds`` each: the rate grows ``growth`` times from
    ``start_rate`` until a step fails, then bisects ``refine`` times. A step passes when fewer
    than 0.1 % of its calls failed and SIPp kept the pace (all calls created within 25 % of
-   the step time).
+   the step time). The proxy's CPU seconds (all processes) from the start of a step until
+   it is idle again, per successful call, are kept with each step: the CPU a call costs
+   under load, next to step 2's figure at a moderate rate.
    Between steps the proxy is left to go idle (bounded).
 4. **memory** — the proxy is restarted, its idle memory read, then N calls are opened at
    ``concurrent_rate`` and held; RSS and PSS (summed over its processes) are read while all N
@@ -91,12 +93,14 @@ class Step:
     rate: float
     passed: bool
     result: sipp.UacResult
+    cpu_ms_per_call: float | None = None  # proxies only: until idle again, per successful call
 
     def as_dict(self) -> dict[str, object]:
         r = self.result
         return {
             "rate": self.rate,
             "passed": self.passed,
+            "cpu_ms_per_call": self.cpu_ms_per_call,
             "planned": r.planned,
             "successful": r.successful,
             "failed": r.failed,
@@ -152,6 +156,10 @@ class TargetResult:
             return None
         assert self.held_pss_mib is not None and self.idle_pss_mib is not None
         return (self.held_pss_mib - self.idle_pss_mib) * 1024 / self.concurrent_reached
+
+    def step_cpu_ms(self, rate: float) -> float | None:
+        """Proxy CPU per call in the passed step at ``rate`` (None: no such step)."""
+        return next((s.cpu_ms_per_call for s in self.steps if s.rate == rate and s.passed), None)
 
     def as_dict(self) -> dict[str, object]:
         data = {k: v for k, v in vars(self).items() if k != "steps"}
@@ -298,7 +306,13 @@ class Runner:
         plan = self.plan
         calls = max(1, math.ceil(rate * plan.step_seconds))
         self._settle()
+        before = procs.cpu_seconds(self.target.pids())
         res = sipp.finish_uac(self._uac("step", rate, calls))
+        cpu_ms: float | None = None
+        if self.target.is_proxy and res.successful:
+            self._settle()
+            after = procs.cpu_seconds(self.target.pids())
+            cpu_ms = procs.cpu_delta(before, after) * 1000 / res.successful
         kept_pace = (
             res.creation_seconds is not None
             and res.creation_seconds <= plan.step_seconds * 1.25 + 1
@@ -307,8 +321,9 @@ class Runner:
         self.log(
             f"  {self.target.label}: {rate:g} cps x {plan.step_seconds:g}s"
             f" {'pass' if passed else 'FAIL'}: {res.summary()}"
+            + (f", CPU {_fmt(cpu_ms)} ms/call" if cpu_ms is not None else "")
         )
-        step = Step(rate, passed, res)
+        step = Step(rate, passed, res, cpu_ms)
         self.result.steps.append(step)
         return step
 

@@ -52,7 +52,7 @@ Row = tuple[str, Callable[[TargetResult], float | None]]
 
 def scenario1_table(results: Sequence[TargetResult], concurrent: int) -> list[str]:
     by = _by_name(results)
-    order = [n for n in ("direct", "kamailio") if n in by]
+    order: list[str] = [n for n in ("direct", "kamailio") if n in by]
     order += [r.name for r in results if r.name.startswith("pks")]
     head = [by[n].label + (" (ceiling)" if n == "direct" else "") for n in order]
     # one ratio column per pks variant (one process, N workers, pure Python)
@@ -61,12 +61,17 @@ def scenario1_table(results: Sequence[TargetResult], concurrent: int) -> list[st
     lines = ["| measure | " + " | ".join(head + ratio_head) + " |"]
     lines.append("|---" * (len(order) + len(ratio_head) + 1) + "|")
     lat = next((r.latency_rate for r in results if r.latency_rate), None)
+    loaded = loaded_rate(results)
     rows: list[Row] = [
         ("max sustained calls/s (< 0.1 % failed)", lambda r: r.max_cps),
         (f"INVITE→200 p50 (ms) at {_f(lat)} cps", lambda r: r.p50_ms),
         (f"INVITE→200 p99 (ms) at {_f(lat)} cps", lambda r: r.p99_ms),
         ("INVITE→180 p50 (ms)", lambda r: r.p50_180_ms),
-        ("proxy CPU per call (ms)", lambda r: r.cpu_ms_per_call),
+        (f"proxy CPU per call at {_f(lat)} cps (ms)", lambda r: r.cpu_ms_per_call),
+        (
+            f"proxy CPU per call at {_f(loaded)} cps (ms, highest step every proxy passed)",
+            lambda r: r.step_cpu_ms(loaded) if loaded is not None else None,
+        ),
         (f"proxy RSS with {concurrent} calls open (MiB, Σ processes)", lambda r: r.held_rss_mib),
         (f"proxy PSS with {concurrent} calls open (MiB, Σ processes)", lambda r: r.held_pss_mib),
         ("proxy RSS idle (MiB)", lambda r: r.idle_rss_mib),
@@ -96,6 +101,13 @@ def scenario1_table(results: Sequence[TargetResult], concurrent: int) -> list[st
     return lines
 
 
+def loaded_rate(results: Sequence[TargetResult]) -> float | None:
+    """The highest rate step that every proxy passed (where their CPU per call compares)."""
+    passed = [{s.rate for s in r.steps if s.passed} for r in results if r.name != "direct"]
+    common = set.intersection(*passed) if passed else set()
+    return max(common) if common else None
+
+
 def steps_lines(results: Sequence[TargetResult]) -> list[str]:
     lines = []
     for r in results:
@@ -105,6 +117,8 @@ def steps_lines(results: Sequence[TargetResult]) -> list[str]:
         for s in r.steps:
             mark = "✓" if s.passed else "✗"
             extra = "" if s.passed else f" ({s.result.failed_ratio * 100:.2g} % failed)"
+            if s.passed and s.cpu_ms_per_call is not None:
+                extra = f" ({_f(s.cpu_ms_per_call)} ms CPU/call)"
             parts.append(f"{s.rate:g} {mark}{extra}")
         lines.append(f"- **{r.label}**: " + ", ".join(parts))
     return lines
@@ -194,7 +208,8 @@ def write(
         "",
         *scenario1_table(results, concurrent),
         "",
-        "Rate steps (calls/s, ✓ = under 0.1 % failed and SIPp kept the pace):",
+        "Rate steps (calls/s, ✓ = under 0.1 % failed and SIPp kept the pace; in brackets the"
+        " proxy CPU per call of a passed step, until idle again):",
         "",
         *steps_lines(results),
     ]
