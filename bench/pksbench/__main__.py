@@ -261,7 +261,10 @@ def standard_notes(plan: object, cores: int) -> list[str]:
         f"Maximum rate: steps of {plan.step_seconds:g} s, the rate ×{plan.growth:g} from"
         f" {plan.start_rate:g} calls/s then bisected {plan.refine} times; each call holds"
         f" {plan.hold_ms} ms between ACK and BYE; a call fails when a message is missing"
-        f" {plan.recv_timeout_ms} ms after it was due (retransmissions included).",
+        f" {plan.recv_timeout_ms} ms after it was due (retransmissions included). A step"
+        " after a failed one starts on freshly started proxy and callees: it measures its own"
+        " rate, not the previous overload's aftermath (failed calls' transactions and"
+        " retransmissions go on for up to 32 s).",
         f"Latency: {plan.latency_seconds:g} s at {plan.latency_rate:g} calls/s, from SIPp's"
         " message trace (µs timestamps): first INVITE sent → first 200 received. SIPp's callee"
         " adds about 1 ms between its 180 and its 200 (its scheduler tick), in every column.",

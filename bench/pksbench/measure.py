@@ -9,13 +9,15 @@ Per target, with both callees running for the whole phase:
 3. **maximum rate** — steps of ``step_seconds`` each: the rate grows ``growth`` times from
    ``start_rate`` until a step fails, then bisects ``refine`` times. A step passes when fewer
    than 0.1 % of its calls failed and SIPp kept the pace (all calls created within 25 % of
-   the step time). The proxy's CPU seconds (all processes) from the start of a step until
-   it is idle again, per successful call, are kept with each step: the CPU a call costs
-   under load, next to step 2's figure at a moderate rate.
-   Between steps the proxy is left to go idle (bounded).
-4. **memory** — the proxy is restarted, its idle memory read, then N calls are opened at
-   ``concurrent_rate`` and held; RSS and PSS (summed over its processes) are read while all N
-   are open, then the caller is stopped (the proxy is stopped right after).
+   the step time). A step that follows a failed one starts on fresh processes (proxy and
+   callees restarted): it measures its own rate, not the aftermath of the overload before
+   (the failed calls' transactions and retransmissions go on for up to 32 s, Timer B/H).
+   The proxy's CPU seconds (all processes) from the start of a step until it is idle again,
+   per successful call, are kept with each step: the CPU a call costs under load, next to
+   step 2's figure at a moderate rate. Between steps the proxy is left to go idle (bounded).
+4. **memory** — the proxy and the callees are restarted, its idle memory read, then N calls
+   are opened at ``concurrent_rate`` and held; RSS and PSS (summed over its processes) are
+   read while all N are open, then the caller is stopped (the proxy is stopped right after).
 
 Every wait is bounded; every process started here is stopped at the end of its phase.
 """
@@ -221,11 +223,23 @@ class Runner:
             self.result.start_seconds = self.target.start_seconds
 
     def _gateway_counts(self) -> None:
+        """Add the calls the running callees received to the phase's counts."""
         if not self._uas:
             return
         time.sleep(1.2)  # callees write their statistics once a second
+        counts = self.result.gateway_calls
         for ip in self.target.gateways:
-            self.result.gateway_calls[ip] = sipp.uas_counts(self.workdir, ip)[0]
+            counts[ip] = counts.get(ip, 0) + sipp.uas_counts(self.workdir, ip)[0]
+
+    def _restart(self) -> None:
+        """Stop the proxy and the callees and start them again (nothing left of before)."""
+        self.target.stop()
+        self._gateway_counts()
+        for proc in self._uas:
+            procs.stop(proc)
+        self._uas.clear()
+        self._start_callees()
+        self._start_target()
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -305,6 +319,8 @@ class Runner:
     def _step(self, rate: float) -> Step:
         plan = self.plan
         calls = max(1, math.ceil(rate * plan.step_seconds))
+        if self.result.steps and not self.result.steps[-1].passed:
+            self._restart()  # the failed step's calls would still be winding down
         self._settle()
         before = procs.cpu_seconds(self.target.pids())
         res = sipp.finish_uac(self._uac("step", rate, calls))
@@ -367,9 +383,7 @@ class Runner:
         if r.max_cps is not None:
             rate = min(rate, _round_rate(r.max_cps / 2))
         r.concurrent, r.concurrent_rate = plan.concurrent, rate
-        self.target.stop()
-        self._settle()
-        self._start_target()
+        self._restart()
         warm = sipp.finish_uac(self._uac("warm", 10, 20, hold_ms=200))
         self._settle()
         pids = self.target.pids()
