@@ -17,6 +17,7 @@ from pks.sip.message import Header, Message
 _TOKEN = re.compile(rb"[A-Za-z0-9\-.!%*_+`'~]+\Z")
 _VERSION = re.compile(rb"SIP/\d+\.\d+\Z", re.I)
 _keys: dict[bytes, str] = {}  # raw header name (as written, with any blanks before ':') → key
+_methods: dict[bytes, str] = {}  # method token already checked → its text
 
 
 def _header_key(name: bytes) -> str:
@@ -44,7 +45,7 @@ def _split_headers(head: bytes) -> list[Header]:
     for line in head.split(b"\r\n"):
         name, colon, value = line.partition(b":")
         key = keys.get(name)  # never a continuation line: no known name starts with SP/HTAB
-        if key is None:
+        if key is None or not colon:  # a known name alone on its line is no header either
             if line[:1] in (b" ", b"\t"):  # folding (rare): start over the general way
                 return _split_folded(head)
             if not colon:
@@ -90,13 +91,18 @@ def _start_line(line: bytes) -> tuple[str | None, str | None, int | None, str | 
     if len(parts) != 3 or not parts[0] or not parts[1]:
         raise ParseError(f"malformed request line {line[:80]!r}")
     method, ruri, version = parts
-    if not _TOKEN.match(method):
-        raise ParseError(f"bad method {method[:40]!r}")
+    text = _methods.get(method)
+    if text is None:  # a method not seen yet: checked once (a dict hit, not a regex, after)
+        if not _TOKEN.match(method):
+            raise ParseError(f"bad method {method[:40]!r}")
+        text = method.decode("latin-1")
+        if len(_methods) < 256:
+            _methods[method] = text
     if version != b"SIP/2.0":
         if _VERSION.match(version):
             raise ParseError(f"unsupported SIP version {version.decode('latin-1')}", status=505)
         raise ParseError(f"malformed request line {line[:80]!r}")
-    return method.decode("latin-1"), ruri.decode("latin-1"), None, None
+    return text, ruri.decode("latin-1"), None, None
 
 
 def _content_length(headers: list[Header]) -> int | None:

@@ -95,6 +95,20 @@ def test_response_and_version_errors() -> None:
     assert exc.value.status == 505 and exc.value.partial is not None
 
 
+def test_methods_are_checked_every_time_and_kept_as_written() -> None:
+    for _ in range(2):  # the second parse takes the method from the cache of checked ones
+        assert parse(b"FOO sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n\r\n").method == "FOO"
+        with pytest.raises(ParseError, match="bad method"):
+            parse(b"IN(VITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n\r\n")
+
+
+def test_a_header_name_without_colon_is_refused() -> None:
+    ok = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n"
+    assert parse(ok + b"\r\n").method == "OPTIONS"  # "Via" is now a known raw name
+    with pytest.raises(ParseError, match="without a name"):
+        parse(ok + b"Via\r\n\r\n")
+
+
 def test_local_response_copies_headers_and_adds_to_tag() -> None:
     msg = parse(INVITE)
     out = parse(response(msg, 404, top_via="SIP/2.0/UDP 10.0.0.1:5062;branch=z9hG4bKa;rport=9"))
