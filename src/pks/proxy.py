@@ -68,9 +68,21 @@ SCANNERS = (
     b"smap",
 )
 _SCANNER = re.compile(b"|".join(re.escape(s) for s in SCANNERS), re.IGNORECASE)
+_user_agents: dict[bytes, bool] = {}  # User-Agent values already searched → scanner or not
+_ALIASED = DIALOG_CREATING | {"UPDATE"}  # requests whose Contact gets the NAT alias
 _CLASSES = tuple(f"{n}xx" for n in range(7))  # stats keys of status codes 100..699
 Holder = ServerCtx | Branch | LocalServer | ProbeSchedule | CallTable
 Key = tuple[str, ...]
+
+
+def _is_scanner(user_agent: bytes) -> bool:
+    """A known scanner's User-Agent? Each value is searched once (peers repeat theirs)."""
+    found = _user_agents.get(user_agent)
+    if found is None:
+        found = _SCANNER.search(user_agent) is not None
+        if len(_user_agents) < 1024:
+            _user_agents[user_agent] = found
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +226,7 @@ class Proxy:
                 self._reply(msg, inbound, rejected.code, rejected.reason, out, rejected.extra)
             return
         ua = msg.get("user-agent")
-        if ua is not None and _SCANNER.search(ua) is not None:
+        if ua is not None and _is_scanner(ua):
             log.info("drop %s from %s: scanner User-Agent %r", msg.method, inbound.source, ua)
             return
         key = self._server_key(msg)
@@ -358,7 +370,7 @@ class Proxy:
         decrement_max_forwards(base, self.config.max_forwards)
         if initial:
             base.remove("route")
-        if msg.get("contact") is not None and msg.method in DIALOG_CREATING | {"UPDATE"}:
+        if msg.get("contact") is not None and msg.method in _ALIASED:
             add_contact_alias(base, inbound.source, inbound.socket.proto)
         return base
 

@@ -194,9 +194,13 @@ def test_refusals() -> None:
     assert statuses(net.deliver(no_user, CARRIER), CARRIER) == [484]
     options = invite("x", CARRIER, branch="z9hG4bK6", method="OPTIONS", ruri="sip:127.0.0.10:5060")
     assert statuses(net.deliver(options, CARRIER), CARRIER) == [200]
-    scanner = invite(DID, CARRIER, branch="z9hG4bK7", extra="User-Agent: friendly-scanner\r\n")
-    assert net.deliver(scanner, CARRIER) == []
+    for branch in ("z9hG4bK7", "z9hG4bK8"):  # the second time from the cache of User-Agents
+        scanner = invite(DID, CARRIER, branch=branch, extra="User-Agent: friendly-scanner\r\n")
+        assert net.deliver(scanner, CARRIER) == []
     assert net.proxy.transactions == 0
+    friendly = invite(DID, CARRIER, branch="z9hG4bK9", extra="User-Agent: PBX 1.0\r\n")
+    for _ in range(2):  # the retransmission meets the cached verdict and the transaction
+        assert statuses(net.deliver(friendly, CARRIER), CARRIER) == [100]
 
 
 def test_unknown_source_rejected_when_configured() -> None:
