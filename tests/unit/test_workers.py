@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import zlib
 from pathlib import Path
 
 import pytest
@@ -201,6 +202,16 @@ def test_call_id_owner_reads_every_spelling() -> None:
     assert callid_owner(b"INVITE sip:x SIP/2.0\r\nVia: v\r\n\r\n", 7) is None
     spread = {callid_owner(f"X\r\nCall-ID: {n}\r\n".encode(), 2) for n in range(50)}
     assert spread == {0, 1}
+
+
+def test_call_id_owner_reads_the_header_section_only() -> None:
+    last = b"BYE sip:x SIP/2.0\r\nVia: v\r\nCall-ID:\tabc@h\r\n\r\nbody"
+    assert callid_owner(last, 1000) == zlib.crc32(b"abc@h") % 1000
+    # a Call-ID line in the body (message/sipfrag) is not the message's Call-ID
+    body = b"MESSAGE sip:x SIP/2.0\r\nVia: v\r\n\r\nSIP/2.0 200 OK\r\nCall-ID: other\r\n"
+    assert callid_owner(body, 1000) is None
+    compact_then_body = b"BYE sip:x SIP/2.0\r\ni: abc@h\r\n\r\nCall-ID: other\r\n"
+    assert callid_owner(compact_then_body, 1000) == zlib.crc32(b"abc@h") % 1000
 
 
 def test_handoff_packing_round_trips() -> None:

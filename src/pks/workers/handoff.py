@@ -65,11 +65,25 @@ def branch_owner(data: bytes) -> int | None:
 
 
 def callid_owner(data: bytes, workers: int) -> int | None:
-    """The worker a request belongs to by its Call-ID (None: no Call-ID found)."""
-    found = _CALL_ID.search(data)
-    if found is None:
-        return None
-    return zlib.crc32(found.group(1).strip()) % workers
+    """The worker a request belongs to by its Call-ID (None: no Call-ID in the header section).
+
+    The usual spelling ``Call-ID:`` is found by a byte search; other spellings (``i``, other
+    cases, blanks before the colon) by a regex. Both give the same value, so every message
+    of a call hashes alike whichever spelling each of its senders uses."""
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        end = len(data)
+    at = data.find(b"\nCall-ID:", 0, end)
+    if at >= 0:
+        start = at + 9
+        stop = data.find(b"\n", start, end)
+        value = data[start : stop if stop >= 0 else end]
+    else:
+        found = _CALL_ID.search(data, 0, end)
+        if found is None:
+            return None
+        value = found.group(1)
+    return zlib.crc32(value.strip()) % workers
 
 
 def pack_message(
