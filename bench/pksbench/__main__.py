@@ -108,7 +108,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         prog="scripts/bench", description="pks vs Kamailio 5.6 benchmark (SIPp load)."
     )
-    parser.add_argument("--quick", action="store_true", help="short run (about 3 minutes)")
+    parser.add_argument("--quick", action="store_true", help="short run (about 4 minutes)")
     parser.add_argument(
         "--concurrent", type=int, help="calls held open for the memory reading (10000; quick 1000)"
     )
