@@ -76,6 +76,7 @@ MODULES: tuple[str, ...] = (
     "pks/transport/udp.py",
     "pks/transport/send.py",
     "pks/driver.py",
+    "pks/workers/handoff.py",
 )
 
 PURE = "pure Python"

@@ -342,7 +342,7 @@ class Server:
             reuse_port=worker is not None,
         )
         driver = self.driver
-        receive = driver.handle_message if worker is None else worker.on_message
+        receive = driver.handle_message if worker is None else worker.router.on_message
         await self.transport.start(self.settings.sockets, receive, driver.on_send_error)
         driver.sender = self.transport.sender
         sockets = _public(tuple(self.transport.bound))

@@ -22,6 +22,7 @@ from pks.route.rows import DispatcherRow, PeerRow, SetRow, TableRows
 from pks.route.snapshot import build_snapshot
 from pks.workers.handoff import (
     Channel,
+    Router,
     branch_owner,
     branch_prefix,
     callid_owner,
@@ -265,6 +266,46 @@ async def test_channel_hands_off_asks_and_notifies(store_path: str) -> None:
     finally:
         c0.close()
         c1.close()
+
+
+async def test_router_hands_each_message_to_its_owner(store_path: str) -> None:
+    delivered: list[tuple[str, bytes]] = []  # (who got it, the bytes)
+    channels = []
+    for index in range(2):
+        channel = Channel(SharedStore(store_path, index), [PUBLIC, PUBLIC_TCP],
+                          lambda data, inbound, index=index: delivered.append((f"w{index}", data)),
+                          lambda op, args: asyncio.sleep(0), lambda op, args: None)  # fmt: skip
+        await channel.open()
+        channels.append(channel)
+    router = Router(0, 2)
+    src = Inbound(PUBLIC, Address("10.0.0.1", 5070))
+    mine = next(f"c{n}" for n in range(100) if zlib.crc32(f"c{n}".encode()) % 2 == 0)
+    theirs = next(f"c{n}" for n in range(100) if zlib.crc32(f"c{n}".encode()) % 2 == 1)
+    request = "INVITE sip:x SIP/2.0\r\nCall-ID: {}\r\n\r\n".format
+    response = b"SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKpksW01ab\r\n\r\n"
+    try:
+        router.on_message(request(mine).encode(), src)  # the server is not started: dropped
+        router.local = lambda data, inbound: delivered.append(("local", data))
+        router.on_message(request(theirs).encode(), src)  # no channel yet: handled here
+        router.channel = channels[0]
+        for data in (request(mine), request(theirs)):
+            router.on_message(data.encode(), src)
+        router.on_message(response, src)  # worker 1's branch
+        router.on_message(request(theirs).encode(), Inbound(PUBLIC_TCP, src.source, 3))  # TCP
+        for _ in range(100):
+            if len(delivered) == 5:
+                break
+            await asyncio.sleep(0.01)
+        assert sorted(delivered) == sorted([
+            ("local", request(theirs).encode()),
+            ("local", request(mine).encode()),
+            ("w1", request(theirs).encode()),
+            ("w1", response),
+            ("local", request(theirs).encode()),  # a TCP request stays with its connection
+        ])  # fmt: skip
+    finally:
+        for channel in channels:
+            channel.close()
 
 
 # -- configuration ----------------------------------------------------------------------------

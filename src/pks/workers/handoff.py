@@ -33,11 +33,11 @@ import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pks.net import Address, Inbound, Send, SocketInfo
+from pks.net import Address, Inbound, Proto, Send, SocketInfo
 from pks.transport.listen import UDP_BUFFER
 from pks.workers.shared import SharedStore
 
-__all__ = ["Channel", "branch_owner", "branch_prefix", "callid_owner"]
+__all__ = ["Channel", "Router", "branch_owner", "branch_prefix", "callid_owner"]
 
 log = logging.getLogger("pks.workers")
 
@@ -104,6 +104,41 @@ MessageSink = Callable[[bytes, Inbound], None]
 SendSink = Callable[[Send], None]
 QueryHandler = Callable[[str, dict[str, Any]], Awaitable[Any]]
 NoticeHandler = Callable[[str, dict[str, Any]], None]
+
+
+class Router:
+    """A worker's receive path: each message from our sockets goes to the worker that owns
+    it (over the channel) or to ``local`` (this worker's driver). Compiled with the core
+    (``pks.accel``): it runs for every datagram in worker mode.
+
+    Until ``local`` is set (the server is starting) messages are dropped; until ``channel``
+    is set (the channel is opening) they are handled here."""
+
+    def __init__(self, index: int, workers: int) -> None:
+        self.index = index
+        self.workers = workers
+        self.local: MessageSink | None = None
+        self.channel: Channel | None = None
+
+    def on_message(self, data: bytes, inbound: Inbound) -> None:
+        local = self.local
+        if local is None:
+            return
+        channel = self.channel
+        if channel is not None:
+            owner: int | None = None
+            if data[:4] == b"SIP/":
+                owner = branch_owner(data)
+            elif inbound.socket.proto is Proto.UDP:
+                owner = callid_owner(data, self.workers)
+            if (
+                owner is not None
+                and owner != self.index
+                and owner < self.workers
+                and channel.hand_off(owner, data, inbound)
+            ):
+                return
+        local(data, inbound)
 
 
 class Channel(asyncio.DatagramProtocol):

@@ -16,8 +16,8 @@ import zlib
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from pks.net import Address, Inbound, Proto, Send, SocketInfo
-from pks.workers.handoff import Channel, branch_owner, branch_prefix, callid_owner
+from pks.net import Address, Send, SocketInfo
+from pks.workers.handoff import Channel, Router, branch_prefix
 from pks.workers.shared import GatewayShare, PeerShare, SharedStore, share_selection
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ class WorkerNode:
         self.prefix = branch_prefix(self.index, secrets.token_hex(2))
         self.server: Server | None = None
         self.channel: Channel | None = None
+        self.router = Router(self.index, self.workers)  # the transport's on_message
         self._buckets: dict[int, int] = {}
 
     # -- wiring (called by the server) ----------------------------------------------------
@@ -55,6 +56,7 @@ class WorkerNode:
     async def start(self, server: Server) -> None:
         """The transport is bound and the proxy built: share its state, open the channel."""
         self.server = server
+        self.router.local = server.driver.handle_message
         proxy = server.proxy
         assert proxy is not None and server.transport is not None
         proxy.gateways.share = GatewayShare(self.store)
@@ -71,6 +73,7 @@ class WorkerNode:
             self._relayed,
         )
         await self.channel.open()
+        self.router.channel = self.channel
         server.transport.share_connections(self)
 
     def ready(self) -> None:
@@ -78,31 +81,9 @@ class WorkerNode:
 
     def close(self) -> None:
         self.store.set_worker(self.index, port=0, ready=False)
+        self.router.channel = None  # from now on every message is handled here
         if self.channel is not None:
             self.channel.close()
-
-    # -- the data path --------------------------------------------------------------------
-    def on_message(self, data: bytes, inbound: Inbound) -> None:
-        """A message from our sockets: handle it here, or hand it to the worker owning it."""
-        channel = self.channel
-        server = self.server
-        if server is None:
-            return
-        if channel is not None:
-            if data[:4] == b"SIP/":
-                owner = branch_owner(data)
-            elif inbound.socket.proto is Proto.UDP:
-                owner = callid_owner(data, self.workers)
-            else:
-                owner = None
-            if (
-                owner is not None
-                and owner != self.index
-                and owner < self.workers
-                and channel.hand_off(owner, data, inbound)
-            ):
-                return
-        server.driver.handle_message(data, inbound)
 
     # -- TCP connections of the instance (pks.transport.tcp.PeerRegistry) -----------------
     # A fixed table of buckets: (our socket, peer) hashes to a bucket that holds the hash's
