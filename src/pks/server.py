@@ -340,6 +340,7 @@ class Server:
             tcp_idle_timeout=self.settings.tcp_idle_timeout,
             max_message_size=self.settings.max_message_size,
             reuse_port=worker is not None,
+            inherited=() if worker is None else worker.udp_sockets,
         )
         driver = self.driver
         receive = driver.handle_message if worker is None else worker.router.on_message

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import zlib
 from pathlib import Path
 
 import pytest
@@ -26,6 +25,7 @@ from pks.workers.handoff import (
     branch_owner,
     branch_prefix,
     callid_owner,
+    mix_call_id,
     pack_message,
     unpack_message,
 )
@@ -207,12 +207,12 @@ def test_call_id_owner_reads_every_spelling() -> None:
 
 def test_call_id_owner_reads_the_header_section_only() -> None:
     last = b"BYE sip:x SIP/2.0\r\nVia: v\r\nCall-ID:\tabc@h\r\n\r\nbody"
-    assert callid_owner(last, 1000) == zlib.crc32(b"abc@h") % 1000
+    assert callid_owner(last, 1000) == mix_call_id(b"abc@h") % 1000
     # a Call-ID line in the body (message/sipfrag) is not the message's Call-ID
     body = b"MESSAGE sip:x SIP/2.0\r\nVia: v\r\n\r\nSIP/2.0 200 OK\r\nCall-ID: other\r\n"
     assert callid_owner(body, 1000) is None
     compact_then_body = b"BYE sip:x SIP/2.0\r\ni: abc@h\r\n\r\nCall-ID: other\r\n"
-    assert callid_owner(compact_then_body, 1000) == zlib.crc32(b"abc@h") % 1000
+    assert callid_owner(compact_then_body, 1000) == mix_call_id(b"abc@h") % 1000
 
 
 def test_handoff_packing_round_trips() -> None:
@@ -279,8 +279,8 @@ async def test_router_hands_each_message_to_its_owner(store_path: str) -> None:
         channels.append(channel)
     router = Router(0, 2)
     src = Inbound(PUBLIC, Address("10.0.0.1", 5070))
-    mine = next(f"c{n}" for n in range(100) if zlib.crc32(f"c{n}".encode()) % 2 == 0)
-    theirs = next(f"c{n}" for n in range(100) if zlib.crc32(f"c{n}".encode()) % 2 == 1)
+    mine = next(f"c{n}" for n in range(100) if mix_call_id(f"c{n}".encode()) % 2 == 0)
+    theirs = next(f"c{n}" for n in range(100) if mix_call_id(f"c{n}".encode()) % 2 == 1)
     request = "INVITE sip:x SIP/2.0\r\nCall-ID: {}\r\n\r\n".format
     response = b"SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKpksW01ab\r\n\r\n"
     try:

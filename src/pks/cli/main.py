@@ -33,6 +33,7 @@ def main_options(
 @app.command()
 def run(
     worker: str = typer.Option("", "--worker", hidden=True, help="INDEX:STORE (supervisor's)"),
+    sockets: str = typer.Option("", "--sockets", hidden=True, help="FD,… (supervisor's)"),
 ) -> None:
     """Run the proxy in the foreground (configuration from PKS_* variables).
 
@@ -47,7 +48,7 @@ def run(
     if worker or config.worker_count > 1:
         from pks.workers.supervisor import Supervisor, run_worker
 
-        status = run_worker(config, worker) if worker else Supervisor(config).run()
+        status = run_worker(config, worker, sockets) if worker else Supervisor(config).run()
         raise typer.Exit(status)
     from pks.loop import new_event_loop
     from pks.server import Server

@@ -21,14 +21,14 @@ from pks.transport.callbacks import MessageHandler, SendErrorHandler
 from pks.transport.tcp import ConnectionTable, TcpConnection
 from pks.transport.udp import UdpEndpoint
 
-__all__ = ["open_tcp", "open_udp"]
+__all__ = ["bind_socket", "open_tcp", "open_udp"]
 
 _BACKLOG = 1024
 # Room for bursts while the event loop is busy: the kernel caps it at net.core.rmem_max.
 UDP_BUFFER = 4 * 1024 * 1024
 
 
-def _bind(info: SocketInfo, reuse_port: bool = False) -> tuple[socket.socket, SocketInfo]:
+def bind_socket(info: SocketInfo, reuse_port: bool = False) -> tuple[socket.socket, SocketInfo]:
     """A bound, non-blocking socket for ``info`` and ``info`` with the bound port."""
     family = socket.AF_INET6 if ":" in info.host else socket.AF_INET
     kind = socket.SOCK_DGRAM if info.proto is Proto.UDP else socket.SOCK_STREAM
@@ -56,9 +56,15 @@ async def open_udp(
     on_send_error: SendErrorHandler,
     max_message_size: int,
     reuse_port: bool = False,
+    sock: socket.socket | None = None,
 ) -> UdpEndpoint:
-    """Bind a UDP socket; its `UdpEndpoint.socket` is the bound `SocketInfo`."""
-    sock, bound = _bind(info, reuse_port)
+    """Bind a UDP socket (or take ``sock``, already bound for ``info``); its
+    `UdpEndpoint.socket` is the bound `SocketInfo`."""
+    if sock is None:
+        sock, bound = bind_socket(info, reuse_port)
+    else:  # bound by the supervisor for this worker (pks.workers.steer)
+        sock.setblocking(False)
+        bound = dataclasses.replace(info, port=sock.getsockname()[1])
     endpoint = UdpEndpoint(bound, on_message, on_send_error, max_message_size)
     loop = asyncio.get_running_loop()
     try:
@@ -73,7 +79,7 @@ async def open_tcp(
     info: SocketInfo, table: ConnectionTable, reuse_port: bool = False
 ) -> tuple[asyncio.Server, SocketInfo]:
     """Listen on a TCP socket; each accepted connection becomes a `TcpConnection` in ``table``."""
-    sock, bound = _bind(info, reuse_port)
+    sock, bound = bind_socket(info, reuse_port)
     loop = asyncio.get_running_loop()
     try:
         server = await loop.create_server(

@@ -9,6 +9,7 @@ stops everything. The proxy core never sees a socket.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Sequence
 
 from pks.net import Proto, Send, SocketInfo
@@ -26,7 +27,9 @@ class Transport:
 
     ``tcp_idle_timeout`` and ``max_message_size`` come from `pks.config.Settings`;
     ``connect_timeout`` bounds an outgoing TCP connect before its sends are reported failed;
-    ``reuse_port`` binds with SO_REUSEPORT (worker processes sharing the addresses).
+    ``reuse_port`` binds with SO_REUSEPORT (worker processes sharing the addresses);
+    ``inherited`` are UDP sockets already bound (by the worker supervisor), one per UDP
+    entry of the configuration, in its order.
     After `start`, ``bound`` lists the listening sockets in configuration order with their
     real ports (a configured port 0 is replaced by the one the system picked).
     """
@@ -38,8 +41,10 @@ class Transport:
         max_message_size: int = 65535,
         connect_timeout: float = 10.0,
         reuse_port: bool = False,
+        inherited: Sequence[socket.socket] = (),
     ) -> None:
         self.bound: list[SocketInfo] = []
+        self._inherited = list(inherited)
         self._idle_timeout = tcp_idle_timeout
         self._max_message_size = max_message_size
         self._connect_timeout = connect_timeout
@@ -67,8 +72,14 @@ class Transport:
         try:
             for info in sockets:
                 if info.proto is Proto.UDP:
+                    sock = self._inherited.pop(0) if self._inherited else None
                     endpoint = await open_udp(
-                        info, on_message, on_send_error, self._max_message_size, self._reuse_port
+                        info,
+                        on_message,
+                        on_send_error,
+                        self._max_message_size,
+                        self._reuse_port,
+                        sock,
                     )
                     self._endpoints.append(endpoint)
                     sender.add_udp(info, endpoint)

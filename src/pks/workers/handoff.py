@@ -6,8 +6,10 @@ Ownership, decided on the raw bytes before any parsing:
   branches start ``z9hG4bKpksW`` + the worker index in two hex digits (:func:`branch_prefix`);
   a response without such a branch is handled where it arrived;
 * a **request over UDP** belongs to the worker chosen by a hash of its Call-ID
-  (:func:`callid_owner`): an INVITE, its retransmissions, its CANCEL and ACK, and the BYE
-  of its dialog all meet the same worker, whatever socket or source they came from;
+  (:func:`callid_owner`, :func:`mix_call_id`: the hash the kernel steering program of
+  :mod:`pks.workers.steer` computes too): an INVITE, its retransmissions, its CANCEL
+  and ACK, and the BYE of its dialog all
+  meet the same worker, whatever socket or source they came from;
 * a request over **TCP** stays with the worker whose connection it came on (the answers go
   back on that connection; the transactions it opens put that worker in their branches).
 
@@ -29,7 +31,6 @@ import logging
 import re
 import socket
 import struct
-import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -37,7 +38,7 @@ from pks.net import Address, Inbound, Proto, Send, SocketInfo
 from pks.transport.listen import UDP_BUFFER
 from pks.workers.shared import SharedStore
 
-__all__ = ["Channel", "Router", "branch_owner", "branch_prefix", "callid_owner"]
+__all__ = ["Channel", "Router", "branch_owner", "branch_prefix", "callid_owner", "mix_call_id"]
 
 log = logging.getLogger("pks.workers")
 
@@ -45,6 +46,10 @@ _MARK = b"branch=z9hG4bKpksW"
 _CALL_ID = re.compile(rb"\n(?:call-id|i)[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
 _HEAD = struct.Struct("!BHB")  # socket index, source port, source host length
 MAX_DATAGRAM = 65507
+_HASHED = 64  # pks.workers.steer.HASHED, FNV_OFFSET, FNV_PRIME
+_FNV_OFFSET = 0x811C9DC5
+_FNV_PRIME = 0x01000193
+_MASK = 0xFFFFFFFF
 
 
 def branch_prefix(index: int, random_hex: str) -> str:
@@ -62,6 +67,18 @@ def branch_owner(data: bytes) -> int | None:
         return int(digits, 16)
     except ValueError:
         return None
+
+
+def mix_call_id(value: bytes) -> int:
+    """A 16-bit hash of a Call-ID value, as the steering program computes it: FNV-1a over
+    its first 64 bytes (up to a blank or control byte), the high half."""
+    h = _FNV_OFFSET
+    for at in range(min(len(value), _HASHED)):
+        byte = value[at]
+        if byte <= 0x20:
+            break
+        h = ((h ^ byte) * _FNV_PRIME) & _MASK
+    return h >> 16
 
 
 def callid_owner(data: bytes, workers: int) -> int | None:
@@ -83,7 +100,7 @@ def callid_owner(data: bytes, workers: int) -> int | None:
         if found is None:
             return None
         value = found.group(1)
-    return zlib.crc32(value.strip()) % workers
+    return mix_call_id(value.strip()) % workers
 
 
 def pack_message(

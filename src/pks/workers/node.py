@@ -12,8 +12,10 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import socket
 import zlib
 from collections import Counter
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from pks.net import Address, Send, SocketInfo
@@ -37,8 +39,9 @@ TCP_BUCKETS = 4096
 class WorkerNode:
     """Worker ``store.index`` of ``store.workers``."""
 
-    def __init__(self, store: SharedStore) -> None:
+    def __init__(self, store: SharedStore, udp_sockets: Sequence[socket.socket] = ()) -> None:
         self.store = store
+        self.udp_sockets = list(udp_sockets)  # bound by the supervisor (pks.workers.steer)
         self.index = store.index
         self.workers = store.workers
         self.leads = store.index == 0

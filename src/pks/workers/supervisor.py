@@ -1,12 +1,15 @@
 """``pks run`` with ``PKS_WORKERS`` > 1: a supervisor process and its worker processes.
 
-The supervisor creates the shared store (:mod:`pks.workers.shared`), then starts the workers
+The supervisor creates the shared store (:mod:`pks.workers.shared`) and binds the UDP
+sockets of every worker, in worker order, with the steering program of
+:mod:`pks.workers.steer` (each datagram reaches its owner's socket); then it starts the workers
 by running ``python -m pks run --worker INDEX:STORE`` (a fresh interpreter each: no fork of
 an event loop or of threads), worker 0 first — it prepares a new database and leads — and
 the others once it is up. When all are up it logs ``pks: ready``. It then:
 
 * restarts a worker that dies (after 1 s, doubling up to 30 s while it keeps dying within
-  10 s of its start); the others keep routing meanwhile;
+  10 s of its start) on the same UDP sockets; the others keep routing meanwhile, and the
+  steering program sends them what it owned until its successor is up;
 * passes SIGHUP to worker 0 (which reloads every worker), and SIGTERM/SIGINT to all, waits
   for them (10 s, then SIGKILL) and removes the store.
 
@@ -22,6 +25,7 @@ import ctypes
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -29,6 +33,9 @@ from types import FrameType
 
 from pks import __version__, accel
 from pks.config import Settings
+from pks.net import Proto
+from pks.transport.listen import bind_socket
+from pks.workers import steer
 from pks.workers.shared import SharedStore
 
 __all__ = ["Supervisor", "run_worker"]
@@ -56,11 +63,47 @@ class Supervisor:
         self.due: list[float | None] = [None] * self.count
         self.stopping = False
         self.hup = False
+        self.groups: list[list[socket.socket]] = []  # per UDP address, a socket per worker
+        self.steering: list[bool] | None = None  # the live set the program was built for
+
+    def _bind_udp(self) -> None:
+        """Bind every worker's UDP sockets, in worker order, and attach the steering."""
+        for info in self.settings.sockets:
+            if info.proto is Proto.UDP:
+                group: list[socket.socket] = []
+                self.groups.append(group)
+                for _ in range(self.count):
+                    group.append(bind_socket(info, reuse_port=True)[0])
+        self._steer([True] * self.count)
+
+    def _steer(self, live: list[bool]) -> None:
+        """(Re)attach the steering program for ``live`` workers; drain the queues of the
+        workers that went down (what waits there belongs to calls they lost)."""
+        if live == self.steering or not any(live) or not self.groups:
+            return
+        try:
+            code = steer.program(self.count, live)
+            for group in self.groups:
+                steer.attach(group[0], code)
+        except OSError as exc:
+            if self.steering is None:
+                log.warning("pks: no kernel steering (%s): workers hand messages off", exc)
+            self.steering = live
+            return
+        before = self.steering or [True] * self.count
+        for i, (was, now) in enumerate(zip(before, live, strict=True)):
+            if was and not now:
+                for group in self.groups:
+                    steer.drain(group[i])
+        self.steering = live
 
     def _spawn(self, index: int) -> None:
         argv = [sys.executable, "-m", "pks", "run", "--worker", f"{index}:{self.path}"]
+        fds = [group[index].fileno() for group in self.groups]
+        if fds:
+            argv += ["--sockets", ",".join(map(str, fds))]
         self.store.clear_worker(index)
-        self.procs[index] = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+        self.procs[index] = subprocess.Popen(argv, stdin=subprocess.DEVNULL, pass_fds=fds)
         self.started[index] = time.monotonic()
         self.due[index] = None
 
@@ -90,6 +133,11 @@ class Supervisor:
         signal.signal(signal.SIGINT, self._on_stop)
         signal.signal(signal.SIGHUP, self._on_hup)
         try:
+            try:
+                self._bind_udp()
+            except OSError as exc:
+                log.error("pks: %s", exc)
+                return 1
             self._spawn(0)
             if not self._wait_up(range(1)):
                 return 0 if self.stopping else 1
@@ -105,6 +153,9 @@ class Supervisor:
             return 0
         finally:
             self._stop_all()
+            for group in self.groups:
+                for sock in group:
+                    sock.close()
             self.store.close()
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
@@ -122,6 +173,7 @@ class Supervisor:
                 if due is not None and now >= due and not self.stopping:
                     log.warning("pks: restarting worker %d", i)
                     self._spawn(i)
+            self._steer([self.store.port(i) != 0 for i in range(self.count)])
             time.sleep(TICK)
 
     def _died(self, index: int, status: int, now: float) -> None:
@@ -166,8 +218,11 @@ def _die_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def run_worker(settings: Settings, spec: str) -> int:
-    """The body of ``pks run --worker INDEX:STORE``; its exit status."""
+def run_worker(settings: Settings, spec: str, sockets: str = "") -> int:
+    """The body of ``pks run --worker INDEX:STORE [--sockets FD,…]``; its exit status.
+
+    ``sockets``: the UDP sockets the supervisor bound for this worker, one per UDP address
+    of PKS_LISTEN in configuration order."""
     from pks.loop import new_event_loop
     from pks.server import Server
     from pks.workers.node import WorkerNode
@@ -177,13 +232,14 @@ def run_worker(settings: Settings, spec: str) -> int:
     _die_with_parent()
     try:
         store = SharedStore(path, int(index_text))
+        udp = [socket.socket(fileno=int(fd)) for fd in sockets.split(",") if fd]
     except (OSError, ValueError) as exc:
         log.error("pks: worker %s cannot open the shared store %s: %s", index_text, path, exc)
         return 1
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        loop.run_until_complete(Server(settings, WorkerNode(store)).run())
+        loop.run_until_complete(Server(settings, WorkerNode(store, udp)).run())
     except Exception as exc:
         log.error("pks: worker %d cannot start: %s", store.index, exc)
         return 1
