@@ -8,8 +8,8 @@ Ownership, decided on the raw bytes before any parsing:
 * a **request over UDP** belongs to the worker chosen by a hash of its Call-ID
   (:func:`callid_owner`, :func:`mix_call_id`: the hash the kernel steering program of
   :mod:`pks.workers.steer` computes too): an INVITE, its retransmissions, its CANCEL
-  and ACK, and the BYE of its dialog all
-  meet the same worker, whatever socket or source they came from;
+  and ACK, and the BYE of its dialog all meet the same worker, whatever socket or source
+  they came from;
 * a request over **TCP** stays with the worker whose connection it came on (the answers go
   back on that connection; the transactions it opens put that worker in their branches).
 

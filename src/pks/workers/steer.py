@@ -28,14 +28,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import logging
 import socket
 import struct
 from collections.abc import Sequence
 
 __all__ = ["REQUEST_WINDOW", "RESPONSE_WINDOW", "attach", "drain", "program"]
 
-log = logging.getLogger("pks.workers")
 
 SO_ATTACH_REUSEPORT_CBPF = 51  # asm-generic/socket.h (Linux ≥ 4.5)
 MAX_INSNS = 4096  # BPF_MAXINSNS

@@ -234,7 +234,8 @@ def run_worker(settings: Settings, spec: str, sockets: str = "") -> int:
         store = SharedStore(path, int(index_text))
         udp = [socket.socket(fileno=int(fd)) for fd in sockets.split(",") if fd]
     except (OSError, ValueError) as exc:
-        log.error("pks: worker %s cannot open the shared store %s: %s", index_text, path, exc)
+        log.error("pks: worker %s cannot open the shared store %s or its sockets: %s",
+                  index_text, path, exc)  # fmt: skip
         return 1
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
