@@ -3,16 +3,19 @@ must reach the socket of the worker the Router names as its owner."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import select
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from pks.net import Address, Inbound, Proto, SocketInfo
 from pks.workers import steer
-from pks.workers.handoff import Router, branch_owner, branch_prefix, callid_owner
+from pks.workers.handoff import Channel, Router, branch_owner, branch_prefix, callid_owner
+from pks.workers.shared import SharedStore
 
 HOST = "127.0.0.1"
 
@@ -126,23 +129,26 @@ def test_unplaced_messages_still_arrive(group3: list[socket.socket]) -> None:
         assert 0 <= _landing(group3, data) < 3
 
 
-def test_router_keeps_steered_messages(group3: list[socket.socket]) -> None:
-    """What the program delivers to a worker's socket, that worker's Router keeps."""
+def test_router_keeps_steered_messages(group3: list[socket.socket], tmp_path: Path) -> None:
+    """What the program delivers to a worker's socket, that worker's Router keeps: its
+    channel (real, never opened) is not even asked to hand anything off."""
     steer.attach(group3[0], steer.program(3))
+    info = SocketInfo("udp", Proto.UDP, HOST, group3[0].getsockname()[1])
+    store_path = SharedStore.create(3, str(tmp_path))
     kept: list[int] = []
     routers = [Router(i, 3) for i in range(3)]
+    channels = []
     for i, router in enumerate(routers):
         router.local = lambda data, inbound, i=i: kept.append(i)
-
-        class _NoHandoff:
-            def hand_off(self, owner: int, data: bytes, inbound: Inbound) -> bool:
-                raise AssertionError(f"worker {owner} owns a message steered elsewhere")
-
-        router.channel = _NoHandoff()  # type: ignore[assignment]
-    info = SocketInfo("udp", Proto.UDP, HOST, group3[0].getsockname()[1])
+        channel = Channel(SharedStore(store_path, i), [info], lambda data, inbound: None,
+                          lambda op, args: asyncio.sleep(0), lambda op, args: None)  # fmt: skip
+        router.channel = channel
+        channels.append(channel)
     source = Address("127.0.0.1", 5070)
     for n in range(30):
         for data in (_request(f"call-{n:04d}-0123456789@h"), _response(n % 3)):
             landed = _landing(group3, data)
             routers[landed].on_message(data, Inbound(info, source, None))
             assert kept[-1] == landed
+    assert len(kept) == 60 and set(kept) == {0, 1, 2}
+    assert [c.sent + c.dropped for c in channels] == [0, 0, 0]
