@@ -46,9 +46,10 @@ _MARK = b"branch=z9hG4bKpksW"
 _CALL_ID = re.compile(rb"\n(?:call-id|i)[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
 _HEAD = struct.Struct("!BHB")  # socket index, source port, source host length
 MAX_DATAGRAM = 65507
-_HASHED = 64  # pks.workers.steer.HASHED, FNV_OFFSET, FNV_PRIME
-_FNV_OFFSET = 0x811C9DC5
-_FNV_PRIME = 0x01000193
+# the Call-ID hash, FNV-1a (32 bits) over the first bytes; pks.workers.steer computes it too
+HASHED = 64
+FNV_OFFSET = 0x811C9DC5
+FNV_PRIME = 0x01000193
 _MASK = 0xFFFFFFFF
 
 
@@ -72,12 +73,12 @@ def branch_owner(data: bytes) -> int | None:
 def mix_call_id(value: bytes) -> int:
     """A 16-bit hash of a Call-ID value, as the steering program computes it: FNV-1a over
     its first 64 bytes (up to a blank or control byte), the high half."""
-    h = _FNV_OFFSET
-    for at in range(min(len(value), _HASHED)):
+    h = FNV_OFFSET
+    for at in range(min(len(value), HASHED)):
         byte = value[at]
         if byte <= 0x20:
             break
-        h = ((h ^ byte) * _FNV_PRIME) & _MASK
+        h = ((h ^ byte) * FNV_PRIME) & _MASK
     return h >> 16
 
 

@@ -32,6 +32,8 @@ import socket
 import struct
 from collections.abc import Sequence
 
+from pks.workers.handoff import FNV_OFFSET, FNV_PRIME, HASHED
+
 __all__ = ["REQUEST_WINDOW", "RESPONSE_WINDOW", "attach", "drain", "program"]
 
 
@@ -40,10 +42,6 @@ MAX_INSNS = 4096  # BPF_MAXINSNS
 RESPONSE_WINDOW = 160  # a response's own branch is in its top Via, near the start
 REQUEST_WINDOW = 600  # Call-ID: after the start line, Vias, From, To (SIPp: ~250)
 _BLOCK = 32
-# the Call-ID hash, pks.workers.handoff.mix_call_id: FNV-1a (32 bits) over the first bytes
-HASHED = 64
-FNV_OFFSET = 0x811C9DC5
-FNV_PRIME = 0x01000193
 
 # classic BPF opcodes (linux/filter.h, linux/bpf_common.h)
 _LD, _LDX, _ST, _ALU, _JMP, _RET, _MISC = 0x00, 0x01, 0x02, 0x04, 0x05, 0x06, 0x07
