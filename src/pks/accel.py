@@ -39,6 +39,7 @@ MODULES: tuple[str, ...] = (
     "pks/sip/errors.py",
     "pks/sip/names.py",
     "pks/sip/record.py",
+    "pks/sip/memo.py",
     "pks/sip/params.py",
     "pks/sip/uri.py",
     "pks/sip/via.py",

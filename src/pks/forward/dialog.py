@@ -8,13 +8,13 @@ next hop (``maddr`` honoured); otherwise the Request-URI is, with its NAT ``alia
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 from collections.abc import Callable
 
 from pks.forward.nat import take_ruri_alias
 from pks.net import Address, Proto, SocketInfo
 from pks.sip import Message, Uri
+from pks.sip.memo import Memo
 from pks.sip.record import Record
 
 #: Finds which of our sockets a URI names (host, port, proto), or None.
@@ -33,13 +33,20 @@ class NextHop(Record):
         return (self.dest, self.proto, self.socket)
 
 
-@functools.lru_cache(maxsize=4096)
+_ips: Memo[bool] = Memo(2048)
+
+
 def _is_ip(host: str) -> bool:
+    known = _ips.get(host)
+    if known is not None:
+        return known
     try:
         ipaddress.ip_address(host)
+        found = True
     except ValueError:
-        return False
-    return True
+        found = False
+    _ips.put(host, found)
+    return found
 
 
 def _hop_of(uri: Uri) -> tuple[Address, Proto] | None:

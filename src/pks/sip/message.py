@@ -155,9 +155,13 @@ class Message:
     @property
     def vias(self) -> list[Via]:
         if self._vias is None:
-            self._vias = [parse_via(v) for v in self.values("via")]
-            if not self._vias:
+            values = self.values("via")
+            if not values:
                 raise ParseError("missing Via header")
+            top = self._top  # already parsed alone: not twice
+            vias = [parse_via(v) for v in values[1:]]
+            vias.insert(0, top if top is not None else parse_via(values[0]))
+            self._vias = vias
         return self._vias
 
     @property

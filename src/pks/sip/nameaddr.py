@@ -7,10 +7,10 @@ addr-spec form (no ``<>``) every ``;param`` belongs to the header, not to the UR
 
 from __future__ import annotations
 
-import functools
 import re
 
 from pks.sip.errors import ParseError
+from pks.sip.memo import Memo
 from pks.sip.params import Params, get_param, parse_params
 from pks.sip.record import Record
 from pks.sip.uri import Uri, parse_uri
@@ -58,9 +58,20 @@ def _quoted(text: str) -> tuple[str, str]:
     raise ParseError("unterminated quoted display name")
 
 
-@functools.lru_cache(maxsize=16384)
+_parsed: Memo[NameAddr] = Memo(8192)
+
+
 def parse_name_addr(text: str) -> NameAddr:
-    """Parse one name-addr or addr-spec value (with its header params)."""
+    """Parse one name-addr or addr-spec value (with its header params); memoized (`Memo`):
+    every message of a call repeats its From and To, ``NameAddr`` is immutable."""
+    addr = _parsed.get(text)
+    if addr is None:
+        addr = _parse_name_addr(text)
+        _parsed.put(text, addr)
+    return addr
+
+
+def _parse_name_addr(text: str) -> NameAddr:
     text = text.strip()
     if not text:
         raise ParseError("empty address")

@@ -7,12 +7,12 @@ a ``Uri`` with only ``scheme`` and ``opaque`` set, so that sanity can answer 416
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote_to_bytes
 
 from pks.sip.errors import ParseError
+from pks.sip.memo import Memo
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*\Z")
 _HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9.])?\Z|[A-Za-z0-9]\Z")
@@ -110,13 +110,23 @@ def _parse_hostport(text: str) -> tuple[str, int | None]:
     return host, port
 
 
-@functools.lru_cache(maxsize=16384)
+_parsed: Memo[Uri] = Memo(8192)
+
+
 def parse_uri(text: str) -> Uri:
     """Parse a URI; raises ParseError on a malformed SIP/SIPS URI.
 
-    Memoized (bounded LRU): the same text — a caller's Contact, a From or To that every
-    message of a call repeats — is parsed once; ``Uri`` is immutable, so sharing is safe.
+    Memoized (`Memo`): the same text — a caller's Contact, a From or To that every message
+    of a call repeats — is parsed once; ``Uri`` is immutable, so sharing is safe.
     """
+    uri = _parsed.get(text)
+    if uri is None:
+        uri = _parse_uri(text)
+        _parsed.put(text, uri)
+    return uri
+
+
+def _parse_uri(text: str) -> Uri:
     if _NOT_IN_URI.search(text):
         raise ParseError(f"illegal character in URI {text!r}")
     scheme, colon, rest = text.partition(":")

@@ -6,7 +6,6 @@ Part of step ② (parse). A ``Via`` keeps its value text so the proxy can rewrit
 
 from __future__ import annotations
 
-import functools
 import re
 
 from pks.sip.errors import ParseError
@@ -78,7 +77,6 @@ class Via(Record):
         return b is not None and b.startswith(MAGIC) and len(b) > len(MAGIC)
 
 
-@functools.lru_cache(maxsize=16384)
 def parse_via(text: str) -> Via:
     m = _VIA.match(text)
     if m is None:
