@@ -22,11 +22,14 @@ class Proto(enum.Enum):
 
     @property
     def via_name(self) -> str:
-        return self.value.upper()
+        return _VIA_NAMES[self]  # not self.value: Enum's value property runs Python code
 
     @property
     def reliable(self) -> bool:
         return self is not Proto.UDP
+
+
+_VIA_NAMES = {p: p.value.upper() for p in Proto}
 
 
 class Address(NamedTuple):

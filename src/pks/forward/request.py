@@ -9,7 +9,7 @@ and our Via with a fresh RFC 3261 branch.
 
 from __future__ import annotations
 
-from pks.net import SocketInfo
+from pks.net import Proto, SocketInfo
 from pks.sip import Message, format_host
 
 #: Methods that create a dialog and therefore get Record-Route.
@@ -23,7 +23,7 @@ def decrement_max_forwards(msg: Message, limit: int) -> None:
 
 
 def rr_uri(sock: SocketInfo, double: bool) -> str:
-    transport = ";transport=tcp" if sock.proto.value == "tcp" else ""
+    transport = ";transport=tcp" if sock.proto is Proto.TCP else ""
     r2 = ";r2=on" if double else ""
     return f"<sip:{format_host(sock.public_host)}:{sock.public_port}{transport}{r2};lr>"
 
