@@ -13,7 +13,6 @@ RFC 3261 §16 (stateful proxy, serial forking over the dispatcher's failover ord
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import re
@@ -743,8 +742,10 @@ class Proxy:
         extra: tuple[tuple[str, str], ...] = (),
     ) -> bytes:
         top: str | None = None
-        with contextlib.suppress(ParseError):
+        try:  # not contextlib.suppress: Python code per reply
             top = fix_top_via(msg.top_via, inbound.source)
+        except ParseError:
+            top = None
         return response(
             msg, code, reason, top_via=top, extra=extra, server=self.config.server_header
         )

@@ -10,7 +10,7 @@ saw — ``max_duration`` seconds after the answer, so a lost BYE cannot leak a s
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import deque
 from typing import Protocol
 
 from pks.health.state import GatewayStates
@@ -57,7 +57,7 @@ class CallTable:
         self.max_duration = max_duration
         self._calls: dict[tuple[str, str], Call] = {}
         self._expiry: deque[Call] = deque()
-        self.by_peer: Counter[str] = Counter()
+        self.by_peer: dict[str, int] = {}  # not a Counter: its methods run Python code
         self.share: CallShare | None = None
 
     def __len__(self) -> int:
@@ -68,7 +68,7 @@ class CallTable:
             return 0
         if self.share is not None:
             return self.share.count(peer)
-        return self.by_peer[peer]
+        return self.by_peer.get(peer, 0)
 
     def open(self, call_id: str, from_tag: str, peer: str | None) -> Call:
         call = Call(call_id, from_tag, peer)
@@ -77,9 +77,9 @@ class CallTable:
             self.close(previous)
         self._calls[(call_id, from_tag)] = call
         if peer is not None:
-            self.by_peer[peer] += 1
+            count = self.by_peer[peer] = self.by_peer.get(peer, 0) + 1
             if self.share is not None:
-                self.share.set_own(peer, self.by_peer[peer])
+                self.share.set_own(peer, count)
         return call
 
     def use(self, call: Call, target: Target | None) -> None:
@@ -104,11 +104,14 @@ class CallTable:
         self.use(call, None)
         call.open = False
         if call.peer is not None:
-            self.by_peer[call.peer] -= 1
-            if self.by_peer[call.peer] <= 0:
-                del self.by_peer[call.peer]
+            count = self.by_peer.get(call.peer, 0) - 1
+            if count > 0:
+                self.by_peer[call.peer] = count
+            else:
+                self.by_peer.pop(call.peer, None)
+                count = 0
             if self.share is not None:
-                self.share.set_own(call.peer, self.by_peer.get(call.peer, 0))
+                self.share.set_own(call.peer, count)
         key = (call.call_id, call.from_tag)
         if self._calls.get(key) is call:
             del self._calls[key]
