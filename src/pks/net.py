@@ -99,3 +99,18 @@ class Send(NamedTuple):
     dest: Address
     socket: SocketInfo
     conn_id: int | None = None
+
+
+# A named tuple's __new__ is a lambda compiled from a string: interpreted bytecode on every
+# call, even from compiled code. The data path builds its values through these instead.
+_new = tuple.__new__
+
+
+def address(host: str, port: int) -> Address:
+    """``Address(host, port)``, built without the interpreted constructor."""
+    return _new(Address, (host, port))
+
+
+def send_to(data: bytes, dest: Address, socket: SocketInfo, conn_id: int | None = None) -> Send:
+    """``Send(data, dest, socket, conn_id)``, built without the interpreted constructor."""
+    return _new(Send, (data, dest, socket, conn_id))

@@ -30,7 +30,7 @@ from pks.forward.request import DIALOG_CREATING, decrement_max_forwards, for_bra
 from pks.forward.response import best, upstream_code
 from pks.health.probe import ProbeConfig, ProbeSchedule, probe_request
 from pks.health.state import DestState, GatewayStates
-from pks.net import Address, Inbound, Proto, Send, SocketInfo
+from pks.net import Inbound, Proto, Send, SocketInfo, address, send_to
 from pks.route import Drop, Forward, Reply, authorize, route
 from pks.route.decision import Target
 from pks.route.snapshot import Snapshot
@@ -336,7 +336,7 @@ class Proxy:
         seed = msg.top_via.branch or msg.call_id
         branch = f"{self._prefix}a{hash(seed) & 0xFFFFFFFF:x}"
         fwd.prepend("via", via_value(sock, branch))
-        out.append(Send(fwd.to_bytes(), hop.dest, sock))
+        out.append(send_to(fwd.to_bytes(), hop.dest, sock))
 
     def _cancel(
         self, msg: Message, key: Key, inbound: Inbound, now: float, out: list[Send]
@@ -441,7 +441,7 @@ class Proxy:
             txn = ClientInviteTransaction(data, reliable=reliable, timers=self.config.timers)
         else:
             txn = ClientNonInviteTransaction(data, reliable=reliable, timers=self.config.timers)
-        dest = Address(target.host, target.port)
+        dest = address(target.host, target.port)
         branch = Branch((branch_id, method), ctx, txn, sent, dest, target.proto, sock, target)
         self._branches[branch.key] = branch
         ctx.branch = branch
@@ -463,7 +463,7 @@ class Proxy:
     ) -> None:
         for effect in effects:
             if isinstance(effect, Transmit):
-                out.append(Send(effect.data, branch.dest, branch.socket))
+                out.append(send_to(effect.data, branch.dest, branch.socket))
             elif isinstance(effect, Deliver):
                 if msg is None or src is None:
                     continue
@@ -641,7 +641,7 @@ class Proxy:
         txn = ClientNonInviteTransaction(
             data, reliable=target.proto.reliable, timers=self.config.timers
         )
-        dest_addr = Address(target.host, target.port)
+        dest_addr = address(target.host, target.port)
         branch = Branch((branch_id, "OPTIONS"), None, txn, None, dest_addr,
                         target.proto, sock, target, probe=dest)  # fmt: skip
         self._branches[branch.key] = branch
@@ -712,7 +712,7 @@ class Proxy:
         data = fwd.to_bytes()
         self._stat_reply(code)
         if status >= 200 and ctx.final_sent:
-            out.append(Send(data, ctx.reply_to, ctx.inbound.socket, ctx.inbound.conn_id))
+            out.append(send_to(data, ctx.reply_to, ctx.inbound.socket, ctx.inbound.conn_id))
             return
         self._upstream(ctx, code, data, status >= 200, now, out)
 
@@ -730,7 +730,7 @@ class Proxy:
             return
         fwd = msg.copy()
         fwd.replace_first_value("via", None)
-        out.append(Send(fwd.to_bytes(), Address(host, nxt.rport or nxt.port or 5060), sock))
+        out.append(send_to(fwd.to_bytes(), address(host, nxt.rport or nxt.port or 5060), sock))
 
     # ---- local replies --------------------------------------------------------------------------
     def _response_bytes(
@@ -766,7 +766,7 @@ class Proxy:
             dest = inbound.source
         self._stat_reply(code)
         data = self._response_bytes(msg, inbound, code, reason, extra)
-        out.append(Send(data, dest, inbound.socket, inbound.conn_id))
+        out.append(send_to(data, dest, inbound.socket, inbound.conn_id))
 
     def _local_reply(
         self,
@@ -810,7 +810,7 @@ class Proxy:
         for effect in effects:
             if isinstance(effect, Transmit):
                 out.append(
-                    Send(
+                    send_to(
                         effect.data, holder.reply_to, holder.inbound.socket, holder.inbound.conn_id
                     )
                 )

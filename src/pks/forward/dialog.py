@@ -12,7 +12,7 @@ import ipaddress
 from collections.abc import Callable
 
 from pks.forward.nat import take_ruri_alias
-from pks.net import Address, Proto, SocketInfo
+from pks.net import Address, Proto, SocketInfo, address
 from pks.sip import Message, Uri
 from pks.sip.memo import Memo
 from pks.sip.record import Record
@@ -56,7 +56,7 @@ def _hop_of(uri: Uri) -> tuple[Address, Proto] | None:
     if not _is_ip(host):
         return None
     proto = Proto.TCP if uri.transport == "tcp" else Proto.UDP
-    return Address(host, uri.effective_port()), proto
+    return address(host, uri.effective_port()), proto
 
 
 def loose_route(msg: Message, is_me: IsMe) -> NextHop | str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import replace
 
-from pks.net import Address, Proto
+from pks.net import Address, Proto, address
 from pks.sip import Message, NameAddr, Uri, Via, format_host
 
 _PRIVATE = tuple(
@@ -60,7 +60,7 @@ def reply_address(via: Via, source: Address, reliable: bool) -> Address:
     """Where responses to a request go: the source IP; its port with rport or on streams."""
     if reliable or via.has_rport:
         return source
-    return Address(source.host, via.port or 5060)
+    return address(source.host, via.port or 5060)
 
 
 def contact_needs_alias(contact: Uri, source: Address) -> bool:

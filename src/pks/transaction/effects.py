@@ -7,14 +7,16 @@ just handed in (the proxy holds it). This keeps the machines independent of the 
 model (RFC 3261 §17 only needs status classes and opaque bytes).
 
 Invariants: a machine emits ``Terminated`` exactly once, last in its list, and emits nothing
-after it. Effects are immutable values (the two made per message are named tuples, cheap
-to build); the fieldless ones are shared singletons.
+after it. Effects are immutable values (the two made per message are `Record` classes, built
+by compiled code without an interpreted constructor); the fieldless ones are shared singletons.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, TypeAlias
+from typing import TypeAlias
+
+from pks.sip.record import Record
 
 __all__ = [
     "DELIVER_ACK",
@@ -31,20 +33,32 @@ __all__ = [
 ]
 
 
-class Transmit(NamedTuple):
+class Transmit(Record):
     """Send ``data`` to this transaction's peer: a request (client) or a response (server)."""
 
-    data: bytes
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.data,)
 
 
-class Deliver(NamedTuple):
+class Deliver(Record):
     """Client side: pass the response just received (``status``) up to the TU.
 
     In the INVITE client's Accepted state (RFC 6026 §7.2) this is a 2xx retransmission or a
     2xx from another fork; the proxy forwards it statelessly (RFC 3261 §16.7 step 5).
     """
 
-    status: int
+    __slots__ = ("status",)
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+    def _fields(self) -> tuple[object, ...]:
+        return (self.status,)
 
 
 @dataclass(frozen=True, slots=True)

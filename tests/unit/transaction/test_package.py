@@ -29,8 +29,9 @@ PUBLIC = {
     "Transmit",
     "TransportFailed",
 }
-# Only these may be imported: no sockets, no asyncio, no clock, no other pks package.
-ALLOWED_IMPORTS = {"__future__", "dataclasses", "enum", "heapq", "math", "typing"}
+# Only these may be imported: no sockets, no asyncio, no clock, no other pks package (but the
+# base of the small immutable values, pks.sip.record: equality and repr, nothing of SIP).
+ALLOWED_IMPORTS = {"__future__", "dataclasses", "enum", "heapq", "math", "typing", "pks.sip.record"}
 MODULES = sorted(info.name for info in pkgutil.iter_modules(pks.transaction.__path__))
 
 
