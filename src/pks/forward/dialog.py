@@ -45,8 +45,7 @@ def _is_ip(host: str) -> bool:
         found = True
     except ValueError:
         found = False
-    _ips.put(host, found)
-    return found
+    return _ips.put(host, found)
 
 
 def _hop_of(uri: Uri) -> tuple[Address, Proto] | None:

@@ -43,12 +43,14 @@ class Memo(Generic[V]):
                 self.put(key, value)
         return value
 
-    def put(self, key: str, value: V) -> None:
+    def put(self, key: str, value: V) -> V:
+        """Remember ``value`` for ``key``; returns ``value``."""
         new = self._new
         if len(new) >= self.size:
             self._old = new
             new = self._new = {}
         new[key] = value
+        return value
 
     def __len__(self) -> int:
         return len(self._new) + len(self._old)

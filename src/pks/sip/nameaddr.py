@@ -65,10 +65,7 @@ def parse_name_addr(text: str) -> NameAddr:
     """Parse one name-addr or addr-spec value (with its header params); memoized (`Memo`):
     every message of a call repeats its From and To, ``NameAddr`` is immutable."""
     addr = _parsed.get(text)
-    if addr is None:
-        addr = _parse_name_addr(text)
-        _parsed.put(text, addr)
-    return addr
+    return _parsed.put(text, _parse_name_addr(text)) if addr is None else addr
 
 
 def _parse_name_addr(text: str) -> NameAddr:

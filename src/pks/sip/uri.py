@@ -120,10 +120,7 @@ def parse_uri(text: str) -> Uri:
     of a call repeats — is parsed once; ``Uri`` is immutable, so sharing is safe.
     """
     uri = _parsed.get(text)
-    if uri is None:
-        uri = _parse_uri(text)
-        _parsed.put(text, uri)
-    return uri
+    return _parsed.put(text, _parse_uri(text)) if uri is None else uri
 
 
 def _parse_uri(text: str) -> Uri:
