@@ -70,12 +70,14 @@ class DialplanMatch:
     """The result of a successful lookup: the rule and its attrs.
 
     ``set_id`` is ``attrs`` read as an integer dispatcher set id, None when it is not one.
+    The index holds these (not the rules): a lookup in a million rules reads one object less.
     """
 
     dpid: int
     rule_id: int
     attrs: str
     set_id: int | None
+    rule: DialplanRule = field(repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,15 +102,14 @@ class DialplanRule:
     subst_exp: str
     repl_exp: str
     attrs: str
-    match: DialplanMatch = field(repr=False)
     subst: re.Pattern[str] | None = field(repr=False)
     repl: tuple[_Token, ...] = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
 class _Dpid:
-    by_len: dict[int, RuleIndex[DialplanRule]]
-    any_len: RuleIndex[DialplanRule] | None
+    by_len: dict[int, RuleIndex[DialplanMatch]]
+    any_len: RuleIndex[DialplanMatch] | None
     rules: tuple[DialplanRule, ...]  # evaluation order, as dialplan.dump prints it
 
 
@@ -131,7 +132,7 @@ class DialplanTable:
 def compile_dialplan(rows: Iterable[DialplanRow]) -> tuple[DialplanTable, list[str]]:
     """Validate, compile and index ``dialplan`` rows; returns the table and the errors."""
     errors: list[str] = []
-    groups: dict[int, dict[int, list[IndexedRule[DialplanRule]]]] = {}
+    groups: dict[int, dict[int, list[IndexedRule[DialplanMatch]]]] = {}
     for row in sorted(rows, key=lambda r: (r.pr, r.id)):
         compiled = _compile_rule(row, errors)
         if compiled is not None:
@@ -139,8 +140,8 @@ def compile_dialplan(rows: Iterable[DialplanRow]) -> tuple[DialplanTable, list[s
     dpids: dict[int, _Dpid] = {}
     for dpid, by_len in groups.items():
         lengths = sorted(length for length in by_len if length)
-        ordered = [entry.item for length in lengths for entry in by_len[length]]
-        ordered += [entry.item for entry in by_len.get(0, [])]
+        ordered = [entry.item.rule for length in lengths for entry in by_len[length]]
+        ordered += [entry.item.rule for entry in by_len.get(0, [])]
         dpids[dpid] = _Dpid(
             by_len={length: _index(by_len[length]) for length in lengths},
             any_len=_index(by_len[0]) if 0 in by_len else None,
@@ -151,8 +152,7 @@ def compile_dialplan(rows: Iterable[DialplanRow]) -> tuple[DialplanTable, list[s
 
 def lookup(snapshot: Snapshot, dpid: int, user: str) -> DialplanMatch | None:
     """``dp_match(dpid, user)``: the first matching rule's result, or None."""
-    rule = _find(snapshot, dpid, user)
-    return None if rule is None else rule.match
+    return _find(snapshot, dpid, user)
 
 
 def translate(snapshot: Snapshot, dpid: int, text: str) -> tuple[str, str]:
@@ -166,33 +166,33 @@ def translate(snapshot: Snapshot, dpid: int, text: str) -> tuple[str, str]:
         raise TranslateError("Dialplan ID not matched")
     if not text:
         raise TranslateError("Empty input parameter")
-    rule = _find(snapshot, dpid, text)
-    output = None if rule is None else _build_output(rule, byte_view(text))
-    if rule is None or output is None:
+    match = _find(snapshot, dpid, text)
+    output = None if match is None else _build_output(match.rule, byte_view(text))
+    if match is None or output is None:
         raise TranslateError("No translation")
-    return text_view(output), rule.attrs
+    return text_view(output), match.attrs
 
 
-def _find(snapshot: Snapshot, dpid: int, user: str) -> DialplanRule | None:
+def _find(snapshot: Snapshot, dpid: int, user: str) -> DialplanMatch | None:
     entry = snapshot.dialplan.dpids.get(dpid)
     if entry is None or not user:
         return None
     subject = user if user.isascii() else byte_view(user)
     index = entry.by_len.get(len(subject))
     if index is not None:
-        rule = index.find(subject)
-        if rule is not None:
-            return rule
+        match = index.find(subject)
+        if match is not None:
+            return match
     return None if entry.any_len is None else entry.any_len.find(subject)
 
 
-def _index(rules: list[IndexedRule[DialplanRule]]) -> RuleIndex[DialplanRule]:
+def _index(rules: list[IndexedRule[DialplanMatch]]) -> RuleIndex[DialplanMatch]:
     return RuleIndex(rule for rule in rules if rule.exact != "")  # '' never equals an input
 
 
 def _compile_rule(  # noqa: C901 - one check per Kamailio load rule
     row: DialplanRow, errors: list[str]
-) -> IndexedRule[DialplanRule] | None:
+) -> IndexedRule[DialplanMatch] | None:
     where = f"dialplan id {row.id}"
     before = len(errors)
     if row.match_op not in (MATCH_EQUAL, MATCH_REGEX, MATCH_FNMATCH):
@@ -246,7 +246,6 @@ def _compile_rule(  # noqa: C901 - one check per Kamailio load rule
     if len(errors) > before:
         return None
     set_id = int(row.attrs) if _SET_ID.fullmatch(row.attrs) else None
-    match = DialplanMatch(row.dpid, row.id, row.attrs, set_id)
     rule = DialplanRule(
         id=row.id,
         dpid=row.dpid,
@@ -257,11 +256,11 @@ def _compile_rule(  # noqa: C901 - one check per Kamailio load rule
         subst_exp=row.subst_exp,
         repl_exp=row.repl_exp,
         attrs=row.attrs,
-        match=match,
         subst=subst,
         repl=repl,
     )
-    return IndexedRule(rule, test, exact, prefix)
+    match = DialplanMatch(row.dpid, row.id, row.attrs, set_id, rule)
+    return IndexedRule(match, test, exact, prefix)
 
 
 def _parse_repl(text: str) -> tuple[_Token, ...]:
