@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 class Proto(enum.Enum):
@@ -109,6 +109,17 @@ _new = tuple.__new__
 def address(host: str, port: int) -> Address:
     """``Address(host, port)``, built without the interpreted constructor."""
     return _new(Address, (host, port))
+
+
+def address_from(addr: tuple[Any, ...]) -> Address:
+    """The `Address` of a socket-API address: (host, port), or IPv6's (host, port, flowinfo,
+    scope_id)."""
+    return _new(Address, addr if len(addr) == 2 else addr[:2])
+
+
+def inbound(socket: SocketInfo, source: Address, conn_id: int | None = None) -> Inbound:
+    """``Inbound(socket, source, conn_id)``, built without the interpreted constructor."""
+    return _new(Inbound, (socket, source, conn_id))
 
 
 def send_to(data: bytes, dest: Address, socket: SocketInfo, conn_id: int | None = None) -> Send:

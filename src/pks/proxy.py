@@ -441,7 +441,7 @@ class Proxy:
             txn = ClientInviteTransaction(data, reliable=reliable, timers=self.config.timers)
         else:
             txn = ClientNonInviteTransaction(data, reliable=reliable, timers=self.config.timers)
-        dest = address(target.host, target.port)
+        dest = target.dest
         branch = Branch((branch_id, method), ctx, txn, sent, dest, target.proto, sock, target)
         self._branches[branch.key] = branch
         ctx.branch = branch
@@ -641,7 +641,7 @@ class Proxy:
         txn = ClientNonInviteTransaction(
             data, reliable=target.proto.reliable, timers=self.config.timers
         )
-        dest_addr = address(target.host, target.port)
+        dest_addr = target.dest
         branch = Branch((branch_id, "OPTIONS"), None, txn, None, dest_addr,
                         target.proto, sock, target, probe=dest)  # fmt: skip
         self._branches[branch.key] = branch

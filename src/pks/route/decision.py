@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pks.net import Proto
+from pks.net import Address, Proto, address
 from pks.sip.record import Record
 
 __all__ = ["Decision", "Drop", "Forward", "Peer", "Reply", "Target"]
@@ -35,10 +35,12 @@ class Target(Record):
     ``"a"`` (a port is given: A/AAAA only), ``""`` for an IP literal or an address already
     resolved from a name.
 
-    A `Record`, not a dataclass: the proxy builds one for every in-dialog request.
+    ``dest`` is ``(host, port)`` as an `Address`, made once here (at snapshot build time for a
+    gateway) rather than for every branch. A `Record`, not a dataclass: the proxy builds one
+    for every in-dialog request.
     """
 
-    __slots__ = ("attrs", "dns", "host", "port", "proto", "setid", "socket_name", "uri")
+    __slots__ = ("attrs", "dest", "dns", "host", "port", "proto", "setid", "socket_name", "uri")
 
     def __init__(
         self,
@@ -59,6 +61,7 @@ class Target(Record):
         self.setid = setid
         self.attrs = attrs
         self.dns = dns
+        self.dest: Address = address(host, port)
 
     def _fields(self) -> tuple[object, ...]:
         return (

@@ -18,7 +18,7 @@ import itertools
 import logging
 from typing import Protocol, cast
 
-from pks.net import Address, Inbound, Proto, Send, SocketInfo
+from pks.net import Address, Proto, Send, SocketInfo, address_from, inbound
 from pks.sip.framing import FramingError, StreamFramer
 from pks.transport.callbacks import MessageHandler, SendErrorHandler, deliver
 
@@ -65,7 +65,7 @@ class TcpConnection(asyncio.Protocol):
             if peername is None:  # reset before we saw it
                 self._transport.close()
                 return
-            self.peer = Address(peername[0], peername[1])
+            self.peer = address_from(peername)
             self.table.add(self)
         log.debug("%s: connected", self)
         self._touch()
@@ -127,9 +127,9 @@ class TcpConnection(asyncio.Protocol):
         if not messages:
             return
         assert self.peer is not None
-        inbound = Inbound(self.socket, self.peer, self.conn_id)
+        received = inbound(self.socket, self.peer, self.conn_id)
         for message in messages:
-            deliver(self.table.on_message, message, inbound)
+            deliver(self.table.on_message, message, received)
 
     def _touch(self) -> None:
         self._last_activity = self._loop.time()

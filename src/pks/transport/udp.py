@@ -16,13 +16,12 @@ import asyncio
 import logging
 from typing import Any
 
-from pks.net import Address, Inbound, Send, SocketInfo
+from pks.net import Send, SocketInfo, address_from, inbound
 from pks.transport.callbacks import MessageHandler, SendErrorHandler, deliver
 
 __all__ = ["UdpEndpoint"]
 
 log = logging.getLogger(__name__)
-_new = tuple.__new__
 
 
 class UdpEndpoint(asyncio.DatagramProtocol):
@@ -47,13 +46,12 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self._transport = transport
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        # the per-datagram path: Address and Inbound built by tuple.__new__ (no Python-level
-        # constructor call); IPv6 addresses come as (host, port, flowinfo, scope_id)
-        source = _new(Address, addr if len(addr) == 2 else addr[:2])
+        # the per-datagram path: Address and Inbound without their interpreted constructors
+        source = address_from(addr)
         if len(data) > self._max:
             log.debug("%s: dropped %d-byte datagram from %s", self.socket, len(data), source)
             return
-        deliver(self._on_message, data, _new(Inbound, (self.socket, source, None)))
+        deliver(self._on_message, data, inbound(self.socket, source))
 
     def error_received(self, exc: Exception) -> None:
         if self._sending:

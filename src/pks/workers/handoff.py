@@ -34,7 +34,7 @@ import struct
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pks.net import Address, Inbound, Proto, Send, SocketInfo
+from pks.net import Address, Inbound, Proto, Send, SocketInfo, address, inbound, send_to
 from pks.transport.listen import UDP_BUFFER
 from pks.workers.shared import SharedStore
 
@@ -115,7 +115,7 @@ def unpack_message(body: memoryview) -> tuple[int, Address, bytes]:
     index, port, length = _HEAD.unpack_from(body)
     at = _HEAD.size
     host = bytes(body[at : at + length]).decode()
-    return index, Address(host, port), bytes(body[at + length :])
+    return index, address(host, port), bytes(body[at + length :])
 
 
 MessageSink = Callable[[bytes, Inbound], None]
@@ -292,12 +292,12 @@ class Channel(asyncio.DatagramProtocol):
                 index, source, message = unpack_message(body)
                 if index < len(self.sockets):
                     self.received += 1
-                    self._deliver(message, Inbound(self.sockets[index], source))
+                    self._deliver(message, inbound(self.sockets[index], source))
             elif kind == 0x53 and self._on_send is not None:  # S
                 index, dest, message = unpack_message(body)
                 if index < len(self.sockets):
                     self.received += 1
-                    self._on_send(Send(message, dest, self.sockets[index]))
+                    self._on_send(send_to(message, dest, self.sockets[index]))
             elif kind == 0x51:  # Q
                 query = json.loads(bytes(body))
                 task = asyncio.ensure_future(self._answer(query, addr))
