@@ -77,7 +77,56 @@ class Via(Record):
         return b is not None and b.startswith(MAGIC) and len(b) > len(MAGIC)
 
 
+_TRANSPORTS = {t: t for t in ("UDP", "TCP", "TLS", "SCTP", "WS", "WSS")}
+_HOST_INNER = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")
+
+
 def parse_via(text: str) -> Via:
+    """Parse one via-parm. The usual spelling (``SIP/2.0/UDP host[:port][;params]``, one
+    blank, a token host) is read with string methods; anything else — other blanks, IPv6,
+    an unusual transport, a malformed value — takes the general way (`parse_via_general`),
+    which gives the same `Via` or the error."""
+    via = _parse_usual(text)
+    return via if via is not None else parse_via_general(text)
+
+
+def _parse_usual(text: str) -> Via | None:
+    t = text.strip()
+    if not t.startswith("SIP/2.0/"):
+        return None
+    blank = t.find(" ", 8)
+    if blank < 0:
+        return None
+    transport = _TRANSPORTS.get(t[8:blank])
+    if transport is None:
+        return None
+    semi = t.find(";", blank)
+    sent_by = t[blank + 1 :] if semi < 0 else t[blank + 1 : semi]
+    host, colon, port_text = sent_by.partition(":")
+    if not host or not host.isascii() or host[0] == "." or host[0] == "-":
+        return None
+    if host[-1] == "." or host[-1] == "-":
+        return None
+    for c in host:
+        if c not in _HOST_INNER:
+            return None
+    port: int | None = None
+    if colon:
+        if not 0 < len(port_text) <= 5 or not port_text.isascii() or not port_text.isdigit():
+            return None
+        port = int(port_text)
+        if not 0 < port <= 65535:
+            return None
+    if semi < 0:
+        return Via(transport, host, port, (), t, None, False)
+    params = parse_params(t[semi:])
+    branch = get_param(params, "branch")
+    has_rport = any(k == "rport" for k, _ in params)
+    return Via(transport, host, port, params, t, branch, has_rport)
+
+
+def parse_via_general(text: str) -> Via:
+    """Parse one via-parm by the grammar's regex (every form the grammar allows)."""
     m = _VIA.match(text)
     if m is None:
         raise ParseError(f"malformed Via {text.strip()!r}")
