@@ -282,7 +282,7 @@ class Proxy:
             base = self._prepare(msg, inbound, initial=True)
             ctx = self._open(msg, key, inbound, base, decision.targets, now)
             ctx.record_route = msg.method in DIALOG_CREATING
-            ctx.label = f"{msg.method} {user} from {src} (set {decision.setid})"
+            ctx.user, ctx.setid = user, decision.setid
             if msg.method == "INVITE":
                 ctx.call = self.calls.open(msg.call_id, msg.from_tag or "", decision.peer.tag)
             self._start(ctx, now, out)
@@ -313,7 +313,6 @@ class Proxy:
             return
         ctx = self._open(msg, key, inbound, base, (self._hop_target(hop),), now)
         ctx.forced_socket = hop.socket
-        ctx.label = f"in-dialog {msg.method} from {inbound.source}"
         self._start(ctx, now, out)
 
     def _ack(self, msg: Message, key: Key, inbound: Inbound, now: float, out: list[Send]) -> None:
@@ -449,7 +448,8 @@ class Proxy:
             self.calls.use(ctx.call, target)
         ctx.fr_deadline = now + self.config.fr_timer
         self._arm(ctx)
-        log.debug("%s → %s via %s", ctx.label, dest, sock)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s → %s via %s", ctx.label, dest, sock)
         self._run_branch(branch, txn.start(now), None, None, now, out)
 
     def _run_branch(

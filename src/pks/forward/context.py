@@ -38,8 +38,8 @@ class ServerCtx:
     """
 
     __slots__ = ("base", "branch", "call", "cancelled", "final_sent", "finals", "forced_socket",
-                 "fr_deadline", "inbound", "key", "label", "method", "next_target",
-                 "record_route", "reply_to", "request", "targets", "txn")  # fmt: skip
+                 "fr_deadline", "inbound", "key", "method", "next_target", "record_route",
+                 "reply_to", "request", "setid", "targets", "txn", "user")  # fmt: skip
 
     def __init__(
         self,
@@ -68,7 +68,17 @@ class ServerCtx:
         self.record_route = False
         self.forced_socket: SocketInfo | None = None  # in-dialog: second half of a double RR
         self.call: Call | None = None  # initial INVITE: counted against call limits
-        self.label = ""  # for logs: "INVITE 33123 from 10.0.0.1:5060"
+        self.user: str | None = None  # initial request: the R-URI user routed on
+        self.setid: int | None = None  # initial request: the dispatcher set chosen
+
+    @property
+    def label(self) -> str:
+        """For logs (made only when a line is logged): "INVITE 33123 from 10.0.0.1:5060
+        (set 2)", or "in-dialog BYE from 10.0.0.1:5060"."""
+        source = self.inbound.source
+        if self.setid is None:
+            return f"in-dialog {self.method} from {source}"
+        return f"{self.method} {self.user} from {source} (set {self.setid})"
 
     @property
     def invite(self) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pks.net import Proto, SocketInfo
 from pks.sip import Message, format_host
+from pks.sip.message import Header
 
 #: Methods that create a dialog and therefore get Record-Route.
 DIALOG_CREATING = frozenset({"INVITE", "SUBSCRIBE", "REFER", "NOTIFY"})
@@ -29,8 +30,33 @@ def rr_uri(sock: SocketInfo, double: bool) -> str:
 
 
 def via_value(sock: SocketInfo, branch: str) -> str:
-    host = format_host(sock.public_host)
-    return f"SIP/2.0/{sock.proto.via_name} {host}:{sock.public_port};branch={branch}"
+    return _written(sock).via + branch
+
+
+class _Written:
+    """What every request leaving by one socket carries: its Record-Route lines, the start
+    of its Via. Made at the socket's first use, not per branch."""
+
+    __slots__ = ("rr_double", "rr_single", "sock", "via")
+
+    def __init__(self, sock: SocketInfo) -> None:
+        self.sock = sock
+        self.rr_single = Header.make("record-route", rr_uri(sock, False))
+        self.rr_double = Header.make("record-route", rr_uri(sock, True))
+        host = format_host(sock.public_host)
+        self.via = f"SIP/2.0/{sock.proto.via_name} {host}:{sock.public_port};branch="
+
+
+_written_by: dict[int, _Written] = {}  # id(SocketInfo) → its lines (the entry names it)
+
+
+def _written(sock: SocketInfo) -> _Written:
+    found = _written_by.get(id(sock))
+    if found is None or found.sock is not sock:
+        if len(_written_by) >= 1024:  # sockets come and go with reloads: no unbounded growth
+            _written_by.clear()
+        found = _written_by[id(sock)] = _Written(sock)
+    return found
 
 
 def for_branch(
@@ -38,11 +64,12 @@ def for_branch(
 ) -> Message:
     """The request as it leaves by ``outbound`` on one branch."""
     msg = base.copy()
+    out = _written(outbound)
     if record_route:
         if inbound.key != outbound.key or inbound.public_host != outbound.public_host:
-            msg.prepend("record-route", rr_uri(inbound, True))
-            msg.prepend("record-route", rr_uri(outbound, True))
+            msg.prepend_header(_written(inbound).rr_double)
+            msg.prepend_header(out.rr_double)
         else:
-            msg.prepend("record-route", rr_uri(inbound, False))
-    msg.prepend("via", via_value(outbound, branch))
+            msg.prepend_header(out.rr_single)
+    msg.prepend("via", out.via + branch)
     return msg

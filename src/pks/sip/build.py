@@ -55,7 +55,7 @@ def response(
             out.append(h.raw)
         elif h.key == "to":
             raw = h.raw
-            if status > 100 and b"tag=" not in h.value.lower():
+            if status > 100 and h.value.lower().find(b"tag=") < 0:
                 raw = raw.rstrip() + f";tag={to_tag or local_tag(req)}".encode()
             out.append(raw)
     for name, value in extra:

@@ -286,6 +286,11 @@ class Message:
         self.headers.insert(0, Header.make(key, value))
         self._invalidate(key)
 
+    def prepend_header(self, header: Header) -> None:
+        """Insert a ready-made header line (never edited in place: it may be shared) on top."""
+        self.headers.insert(0, header)
+        self._invalidate(header.key)
+
     def append(self, key: str, value: bytes | str) -> None:
         self.headers.append(Header.make(key, value))
         self._invalidate(key)
@@ -308,8 +313,14 @@ class Message:
         for i, h in enumerate(self.headers):
             if h.key != key:
                 continue
-            parts = split_top(h.value.decode("latin-1"), ",")
-            rest = [p.strip() for p in parts[1:]]
+            value = h.value
+            # one element: nothing to keep (find, not ``in``: bytes.__contains__ first tries
+            # the operand as an int and builds a TypeError it then discards)
+            if value.find(b",") < 0 and value.find(b'"') < 0:
+                rest: list[str] = []
+            else:
+                parts = split_top(value.decode("latin-1"), ",")
+                rest = [p.strip() for p in parts[1:]]
             elems = ([new] if new is not None else []) + rest
             if elems:
                 self.headers[i] = Header.make(key, ", ".join(elems))

@@ -63,9 +63,10 @@ def parse_params(text: str) -> Params:
     for part in split_top(text, ";"):
         name, eq, value = part.partition("=")
         name = name.strip()
-        if not name or any(c in name for c in ' \t"<>,'):
+        if not name.isalnum() and (not name or any(c in name for c in ' \t"<>,')):
             raise ParseError(f"bad parameter {part.strip()!r}")
-        out.append((name.lower(), value.strip() if eq else None))
+        lower = name if name.isascii() and name.islower() else name.lower()
+        out.append((lower, value.strip() if eq else None))
     return tuple(out)
 
 
