@@ -78,6 +78,7 @@ MODULES: tuple[str, ...] = (
     "pks/transport/send.py",
     "pks/driver.py",
     "pks/workers/handoff.py",
+    "pks/workers/shared.py",
 )
 
 PURE = "pure Python"
