@@ -13,7 +13,6 @@ RFC 3261 §16 (stateful proxy, serial forking over the dispatcher's failover ord
 
 from __future__ import annotations
 
-import itertools
 import logging
 import re
 import secrets
@@ -128,7 +127,7 @@ class Proxy:
         self._servers: dict[Key, ServerCtx | LocalServer] = {}
         self._branches: dict[Key, Branch] = {}
         self._timers: TimerWheel[Holder] = TimerWheel()
-        self._seq = itertools.count()
+        self._seq = 0  # numbers our branches and probe Call-IDs (``_next_id``)
         # our Via branches start with it (worker processes put their index in it)
         self._prefix = branch_prefix or "z9hG4bKpks" + secrets.token_hex(3)
         self._me = self._my_addresses(local_hosts)
@@ -333,7 +332,7 @@ class Proxy:
         if sock is None:
             return
         seed = msg.top_via.branch or msg.call_id
-        branch = f"{self._prefix}a{hash(seed) & 0xFFFFFFFF:x}"
+        branch = f"{self._prefix}a{hash(seed) & 0xFFFFFFFF}"
         fwd.prepend("via", via_value(sock, branch))
         out.append(send_to(fwd.to_bytes(), hop.dest, sock))
 
@@ -424,13 +423,19 @@ class Proxy:
             return
         self._finish(ctx, now, out)
 
+    def _next_id(self) -> str:
+        """A number not used before by this proxy, in decimal (``str`` of an int is the
+        cheapest formatting compiled code has)."""
+        self._seq += 1
+        return str(self._seq)
+
     def _open_branch(
         self, ctx: ServerCtx, target: Target, sock: SocketInfo, now: float, out: list[Send]
     ) -> None:
         base = ctx.base
         if base is None:  # released: the final response went upstream
             return
-        branch_id = f"{self._prefix}{next(self._seq):x}"
+        branch_id = self._prefix + self._next_id()
         sent = for_branch(base, ctx.inbound.socket, sock, branch_id, ctx.record_route)
         data = sent.to_bytes()
         reliable = target.proto.reliable
@@ -629,13 +634,13 @@ class Proxy:
         if sock is None:
             self._probe_result(dest, 500, "Sending keepalive failed", None, now)
             return
-        branch_id = f"{self._prefix}p{next(self._seq):x}"
+        branch_id = f"{self._prefix}p{self._next_id()}"
         data = probe_request(
             target.uri,
             sock,
             dest.ping_from or self.prober.config.ping_from,
             branch_id,
-            f"pks-ping-{next(self._seq):x}-{self._prefix[-6:]}",
+            f"pks-ping-{self._next_id()}-{self._prefix[-6:]}",
             secrets.token_hex(4),
         )
         txn = ClientNonInviteTransaction(

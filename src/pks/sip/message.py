@@ -11,6 +11,8 @@ raise ``ParseError`` when the header is malformed.
 
 from __future__ import annotations
 
+from typing import Final
+
 from pks.sip import names
 from pks.sip.errors import ParseError
 from pks.sip.nameaddr import NameAddr, parse_name_addr
@@ -20,6 +22,7 @@ from pks.sip.uri import Uri, parse_uri
 from pks.sip.via import Via, parse_via
 
 CRLF = b"\r\n"
+_find: Final = bytes.find  # bound once: compiled code calls it without a method lookup
 MAX_CSEQ = 2**32 - 1
 
 
@@ -36,7 +39,7 @@ class Header:
     @classmethod
     def make(cls, key: str, value: bytes | str) -> Header:
         v = value.encode("latin-1") if isinstance(value, str) else value
-        return cls(key, names.line_prefix(key) + v, v)
+        return Header(key, names.line_prefix(key) + v, v)  # not cls(): a generic call
 
     def __repr__(self) -> str:
         return f"Header({self.raw!r})"
@@ -69,6 +72,7 @@ class Message:
         "_contacts",
         "_cseq",
         "_from",
+        "_mf",
         "_routes",
         "_rr",
         "_to",
@@ -114,6 +118,7 @@ class Message:
         self._contacts: list[NameAddr] | None = None
         self._routes: list[NameAddr] | None = None
         self._rr: list[NameAddr] | None = None
+        self._mf = -2  # Max-Forwards: -2 not read yet, -1 absent
 
     # ---- generic access -------------------------------------------------------------
     @property
@@ -219,13 +224,18 @@ class Message:
 
     @property
     def max_forwards(self) -> int | None:
-        v = self.get("max-forwards")
-        if v is None:
-            return None
-        v = v.strip()
-        if not v.isdigit() or len(v) > 5:
-            raise ParseError(f"malformed Max-Forwards {v!r}")
-        return int(v)
+        mf = self._mf
+        if mf == -2:
+            v = self.get("max-forwards")
+            if v is None:
+                mf = -1
+            else:
+                v = v.strip()
+                if not v.isdigit() or len(v) > 5:
+                    raise ParseError(f"malformed Max-Forwards {v!r}")
+                mf = int(v)
+            self._mf = mf
+        return None if mf == -1 else mf
 
     @property
     def contacts(self) -> list[NameAddr]:
@@ -279,6 +289,7 @@ class Message:
             self._uri,
         )
         m._contacts, m._routes, m._rr = self._contacts, self._routes, self._rr
+        m._mf = self._mf
         return m
 
     def prepend(self, key: str, value: bytes | str) -> None:
@@ -316,7 +327,7 @@ class Message:
             value = h.value
             # one element: nothing to keep (find, not ``in``: bytes.__contains__ first tries
             # the operand as an int and builds a TypeError it then discards)
-            if value.find(b",") < 0 and value.find(b'"') < 0:
+            if _find(value, b",") < 0 and _find(value, b'"') < 0:
                 rest: list[str] = []
             else:
                 parts = split_top(value.decode("latin-1"), ",")
@@ -352,6 +363,8 @@ class Message:
             self._to = None
         elif key == "from":
             self._from = None
+        elif key == "max-forwards":
+            self._mf = -2
 
     # ---- serialisation ------------------------------------------------------------------
     def to_bytes(self) -> bytes:

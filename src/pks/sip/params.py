@@ -65,8 +65,7 @@ def parse_params(text: str) -> Params:
         name = name.strip()
         if not name.isalnum() and (not name or any(c in name for c in ' \t"<>,')):
             raise ParseError(f"bad parameter {part.strip()!r}")
-        lower = name if name.isascii() and name.islower() else name.lower()
-        out.append((lower, value.strip() if eq else None))
+        out.append((name.lower(), value.strip() if eq else None))
     return tuple(out)
 
 

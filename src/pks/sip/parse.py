@@ -9,6 +9,7 @@ other header is decoded lazily by ``Message`` when a later step asks for it (RFC
 from __future__ import annotations
 
 import re
+from typing import Final
 
 from pks.sip import names
 from pks.sip.errors import ParseError
@@ -18,6 +19,10 @@ _TOKEN = re.compile(rb"[A-Za-z0-9\-.!%*_+`'~]+\Z")
 _VERSION = re.compile(rb"SIP/\d+\.\d+\Z", re.I)
 _keys: dict[bytes, str] = {}  # raw header name (as written, with any blanks before ':') → key
 _methods: dict[bytes, str] = {}  # method token already checked → its text
+# The per-line bytes methods, bound once: compiled code calls them directly, where
+# ``line.partition(…)`` would look the method up on every line.
+_partition: Final = bytes.partition
+_strip: Final = bytes.strip
 
 
 def _header_key(name: bytes) -> str:
@@ -41,9 +46,8 @@ def _split_headers(head: bytes) -> list[Header]:
         return []
     keys = _keys
     headers: list[Header] = []
-    append = headers.append
     for line in head.split(b"\r\n"):
-        name, colon, value = line.partition(b":")
+        name, colon, value = _partition(line, b":")
         key = keys.get(name)  # never a continuation line: no known name starts with SP/HTAB
         if key is None or not colon:  # a known name alone on its line is no header either
             if line[:1] in (b" ", b"\t"):  # folding (rare): start over the general way
@@ -51,7 +55,7 @@ def _split_headers(head: bytes) -> list[Header]:
             if not colon:
                 raise ParseError(f"header line without a name: {line[:40]!r}")
             key = _header_key(name)
-        append(Header(key, line, value.strip()))
+        headers.append(Header(key, line, _strip(value)))
     return headers
 
 

@@ -78,6 +78,7 @@ class Via(Record):
 
 
 _TRANSPORTS = {t: t for t in ("UDP", "TCP", "TLS", "SCTP", "WS", "WSS")}
+_DIGITS = frozenset("0123456789")
 _HOST_INNER = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")
 
 
@@ -103,19 +104,15 @@ def _parse_usual(text: str) -> Via | None:
     semi = t.find(";", blank)
     sent_by = t[blank + 1 :] if semi < 0 else t[blank + 1 : semi]
     host, colon, port_text = sent_by.partition(":")
-    if not host or not host.isascii() or host[0] == "." or host[0] == "-":
-        return None
-    if host[-1] == "." or host[-1] == "-":
+    if not host or host[0] == "." or host[0] == "-" or host[-1] == "." or host[-1] == "-":
         return None
     for c in host:
         if c not in _HOST_INNER:
             return None
     port: int | None = None
     if colon:
-        if not 0 < len(port_text) <= 5 or not port_text.isascii() or not port_text.isdigit():
-            return None
-        port = int(port_text)
-        if not 0 < port <= 65535:
+        port = _usual_port(port_text)
+        if not port:
             return None
     if semi < 0:
         return Via(transport, host, port, (), t, None, False)
@@ -123,6 +120,17 @@ def _parse_usual(text: str) -> Via | None:
     branch = get_param(params, "branch")
     has_rport = any(k == "rport" for k, _ in params)
     return Via(transport, host, port, params, t, branch, has_rport)
+
+
+def _usual_port(text: str) -> int:
+    """A port of 1 to 5 ASCII digits, 1..65535; 0 for anything else."""
+    if not 0 < len(text) <= 5:
+        return 0
+    for c in text:
+        if c not in _DIGITS:
+            return 0
+    port = int(text)
+    return port if port <= 65535 else 0
 
 
 def parse_via_general(text: str) -> Via:
