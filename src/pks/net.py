@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 
 class Proto(enum.Enum):
@@ -29,7 +29,7 @@ class Proto(enum.Enum):
         return self is not Proto.UDP
 
 
-_VIA_NAMES = {p: p.value.upper() for p in Proto}
+_VIA_NAMES: Final = {p: p.value.upper() for p in Proto}
 
 
 class Address(NamedTuple):
@@ -103,25 +103,30 @@ class Send(NamedTuple):
 
 # A named tuple's __new__ is a lambda compiled from a string: interpreted bytecode on every
 # call, even from compiled code. The data path builds its values through these instead.
-_new = tuple.__new__
+_new: Final = tuple.__new__
+# The classes too, as final names: compiled code reads a final name from a C static, a
+# class name from the module's dict.
+_ADDRESS: Final = Address
+_INBOUND: Final = Inbound
+_SEND: Final = Send
 
 
 def address(host: str, port: int) -> Address:
     """``Address(host, port)``, built without the interpreted constructor."""
-    return _new(Address, (host, port))
+    return _new(_ADDRESS, (host, port))
 
 
 def address_from(addr: tuple[Any, ...]) -> Address:
     """The `Address` of a socket-API address: (host, port), or IPv6's (host, port, flowinfo,
     scope_id)."""
-    return _new(Address, addr if len(addr) == 2 else addr[:2])
+    return _new(_ADDRESS, addr if len(addr) == 2 else addr[:2])
 
 
 def inbound(socket: SocketInfo, source: Address, conn_id: int | None = None) -> Inbound:
     """``Inbound(socket, source, conn_id)``, built without the interpreted constructor."""
-    return _new(Inbound, (socket, source, conn_id))
+    return _new(_INBOUND, (socket, source, conn_id))
 
 
 def send_to(data: bytes, dest: Address, socket: SocketInfo, conn_id: int | None = None) -> Send:
     """``Send(data, dest, socket, conn_id)``, built without the interpreted constructor."""
-    return _new(Send, (data, dest, socket, conn_id))
+    return _new(_SEND, (data, dest, socket, conn_id))

@@ -18,6 +18,7 @@ import re
 import secrets
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Final
 
 from pks.dns.cache import DnsCache
 from pks.forward.calls import CallTable
@@ -51,9 +52,9 @@ from pks.transaction import (
     TransportFailed,
 )
 
-log = logging.getLogger("pks.proxy")
+log: Final = logging.getLogger("pks.proxy")
 
-SCANNERS = (
+SCANNERS: Final = (
     b"friendly-scanner",
     b"sipvicious",
     b"sipcli",
@@ -65,10 +66,10 @@ SCANNERS = (
     b"sundayddr",
     b"smap",
 )
-_SCANNER = re.compile(b"|".join(re.escape(s) for s in SCANNERS), re.IGNORECASE)
-_user_agents: dict[bytes, bool] = {}  # User-Agent values already searched → scanner or not
-_ALIASED = DIALOG_CREATING | {"UPDATE"}  # requests whose Contact gets the NAT alias
-_CLASSES = tuple(f"{n}xx" for n in range(7))  # stats keys of status codes 100..699
+_SCANNER: Final = re.compile(b"|".join(re.escape(s) for s in SCANNERS), re.IGNORECASE)
+_user_agents: Final[dict[bytes, bool]] = {}  # User-Agent values already searched → scanner or not
+_ALIASED: Final = DIALOG_CREATING | {"UPDATE"}  # requests whose Contact gets the NAT alias
+_CLASSES: Final = tuple(f"{n}xx" for n in range(7))  # stats keys of status codes 100..699
 Holder = ServerCtx | Branch | LocalServer | ProbeSchedule | CallTable
 Key = tuple[str, ...]
 
@@ -918,7 +919,9 @@ class Proxy:
         self.stats[_CLASSES[code // 100]] += 1
 
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK, REFER, NOTIFY, SUBSCRIBE, MESSAGE"
+ALLOW: Final = (
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK, REFER, NOTIFY, SUBSCRIBE, MESSAGE"
+)
 
 
 def txn_reliable(inbound: Inbound) -> bool:

@@ -12,13 +12,14 @@ Expires are numbers, From/To/Contact parse with at most one tag, Proxy-Require l
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from pks.sip import Message, ParseError
 from pks.sip.names import SINGLE_HEADERS
 
-REQUIRED = ("via", "from", "to", "call-id", "cseq")
-SCHEMES = frozenset({"sip", "sips", "tel", "tels"})
-MAX_U32 = 2**32 - 1
+REQUIRED: Final = ("via", "from", "to", "call-id", "cseq")
+SCHEMES: Final = frozenset({"sip", "sips", "tel", "tels"})
+MAX_U32: Final = 2**32 - 1
 
 
 @dataclass(frozen=True, slots=True)

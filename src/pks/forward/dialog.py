@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
+from typing import Final
 
 from pks.forward.nat import take_ruri_alias
 from pks.net import Address, Proto, SocketInfo, address
@@ -33,7 +34,7 @@ class NextHop(Record):
         return (self.dest, self.proto, self.socket)
 
 
-_ips: Memo[bool] = Memo(2048)
+_ips: Final[Memo[bool]] = Memo(2048)
 
 
 def _is_ip(host: str) -> bool:

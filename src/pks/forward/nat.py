@@ -13,19 +13,20 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import replace
+from typing import Final
 
 from pks.net import Address, Proto, address
 from pks.sip import Message, NameAddr, Uri, Via, format_host
 
-_PRIVATE = tuple(
+_PRIVATE: Final = tuple(
     ipaddress.ip_network(n)
     for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "192.0.0.0/29")
 )
-_PROTO_DIGIT = {Proto.UDP: "1", Proto.TCP: "2"}
-_DIGIT_PROTO = {"1": Proto.UDP, "2": Proto.TCP}
+_PROTO_DIGIT: Final = {Proto.UDP: "1", Proto.TCP: "2"}
+_DIGIT_PROTO: Final = {"1": Proto.UDP, "2": Proto.TCP}
 
 
-_MAYBE_PRIVATE = ("10.", "172.", "192.", "100.")
+_MAYBE_PRIVATE: Final = ("10.", "172.", "192.", "100.")
 
 
 def is_private(host: str) -> bool:

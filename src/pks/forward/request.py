@@ -9,12 +9,14 @@ and our Via with a fresh RFC 3261 branch.
 
 from __future__ import annotations
 
+from typing import Final
+
 from pks.net import Proto, SocketInfo
 from pks.sip import Message, format_host
 from pks.sip.message import Header
 
 #: Methods that create a dialog and therefore get Record-Route.
-DIALOG_CREATING = frozenset({"INVITE", "SUBSCRIBE", "REFER", "NOTIFY"})
+DIALOG_CREATING: Final = frozenset({"INVITE", "SUBSCRIBE", "REFER", "NOTIFY"})
 
 
 def decrement_max_forwards(msg: Message, limit: int) -> None:
@@ -47,7 +49,7 @@ class _Written:
         self.via = f"SIP/2.0/{sock.proto.via_name} {host}:{sock.public_port};branch="
 
 
-_written_by: dict[int, _Written] = {}  # id(SocketInfo) → its lines (the entry names it)
+_written_by: Final[dict[int, _Written]] = {}  # id(SocketInfo) → its lines (the entry names it)
 
 
 def _written(sock: SocketInfo) -> _Written:

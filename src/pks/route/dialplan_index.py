@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 __all__ = ["IndexedRule", "RuleIndex", "Test"]
 
 T = TypeVar("T")
 Test = Callable[[str], object]
-_NO_RANK = 1 << 62
+_NO_RANK: Final = 1 << 62
 
 
 class IndexedRule(Generic[T]):

@@ -19,6 +19,7 @@ path from the database); the only state touched is the snapshot's round-robin co
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
 from pks.net import Address
 from pks.route.authorize import authorize
@@ -36,12 +37,12 @@ __all__ = [
     "route",
 ]
 
-GROUP_CUSTOMER = 1
-GROUP_PROVIDER = 2
-DPID_DID = 1
-DPID_OFFNET = 2
+GROUP_CUSTOMER: Final = 1
+GROUP_PROVIDER: Final = 2
+DPID_DID: Final = 1
+DPID_OFFNET: Final = 2
 
-DPIDS_BY_GROUP: dict[int, tuple[int, ...]] = {
+DPIDS_BY_GROUP: Final[dict[int, tuple[int, ...]]] = {
     GROUP_CUSTOMER: (DPID_DID, DPID_OFFNET),
     GROUP_PROVIDER: (DPID_DID,),
 }

@@ -8,11 +8,12 @@ Call-ID and CSeq from the request, then any extra headers, then ``Content-Length
 from __future__ import annotations
 
 import hashlib
+from typing import Final
 
 from pks.sip.message import Message
 from pks.sip.status import reason as std_reason
 
-_COPIED = ("from", "call-id", "cseq")
+_COPIED: Final = ("from", "call-id", "cseq")
 
 
 def local_tag(req: Message) -> str:

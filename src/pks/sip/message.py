@@ -21,9 +21,9 @@ from pks.sip.record import Record
 from pks.sip.uri import Uri, parse_uri
 from pks.sip.via import Via, parse_via
 
-CRLF = b"\r\n"
+CRLF: Final = b"\r\n"
 _find: Final = bytes.find  # bound once: compiled code calls it without a method lookup
-MAX_CSEQ = 2**32 - 1
+MAX_CSEQ: Final = 2**32 - 1
 
 
 class Header:

@@ -8,6 +8,7 @@ addr-spec form (no ``<>``) every ``;param`` belongs to the header, not to the UR
 from __future__ import annotations
 
 import re
+from typing import Final
 
 from pks.sip.errors import ParseError
 from pks.sip.memo import Memo
@@ -15,7 +16,7 @@ from pks.sip.params import Params, get_param, parse_params
 from pks.sip.record import Record
 from pks.sip.uri import Uri, parse_uri
 
-_TOKEN_WORDS = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+(?:[ \t]+[A-Za-z0-9\-.!%*_+`'~]+)*\Z")
+_TOKEN_WORDS: Final = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+(?:[ \t]+[A-Za-z0-9\-.!%*_+`'~]+)*\Z")
 
 
 class NameAddr(Record):
@@ -58,7 +59,7 @@ def _quoted(text: str) -> tuple[str, str]:
     raise ParseError("unterminated quoted display name")
 
 
-_parsed: Memo[NameAddr] = Memo(8192)
+_parsed: Final[Memo[NameAddr]] = Memo(8192)
 
 
 def parse_name_addr(text: str) -> NameAddr:

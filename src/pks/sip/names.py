@@ -6,7 +6,9 @@ its lower-case long form; ``canonical()`` gives the spelling we use when we writ
 
 from __future__ import annotations
 
-COMPACT: dict[str, str] = {
+from typing import Final
+
+COMPACT: Final[dict[str, str]] = {
     "i": "call-id",
     "m": "contact",
     "e": "content-encoding",
@@ -29,7 +31,7 @@ COMPACT: dict[str, str] = {
     "n": "identity-info",
 }
 
-_SPELLING: dict[str, str] = {
+_SPELLING: Final[dict[str, str]] = {
     "call-id": "Call-ID",
     "cseq": "CSeq",
     "www-authenticate": "WWW-Authenticate",
@@ -37,12 +39,16 @@ _SPELLING: dict[str, str] = {
 }
 
 #: Headers whose values are comma-separated lists we split (RFC 3261 §7.3.1).
-LIST_HEADERS = frozenset({"via", "route", "record-route", "contact", "proxy-require", "require"})
+LIST_HEADERS: Final = frozenset(
+    {"via", "route", "record-route", "contact", "proxy-require", "require"}
+)
 
 #: Headers that must appear at most once in a request (RFC 3261 §20, RFC 4475 §3.3.8).
-SINGLE_HEADERS = frozenset({"from", "to", "call-id", "cseq", "max-forwards", "content-length"})
+SINGLE_HEADERS: Final = frozenset(
+    {"from", "to", "call-id", "cseq", "max-forwards", "content-length"}
+)
 
-_cache: dict[bytes, str] = {}
+_cache: Final[dict[bytes, str]] = {}
 
 
 def key(raw: bytes) -> str:
@@ -64,7 +70,7 @@ def canonical(name: str) -> str:
     return spelled
 
 
-_PREFIX: dict[str, bytes] = {}
+_PREFIX: Final[dict[str, bytes]] = {}
 
 
 def line_prefix(name: str) -> bytes:

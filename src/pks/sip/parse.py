@@ -15,10 +15,12 @@ from pks.sip import names
 from pks.sip.errors import ParseError
 from pks.sip.message import Header, Message
 
-_TOKEN = re.compile(rb"[A-Za-z0-9\-.!%*_+`'~]+\Z")
-_VERSION = re.compile(rb"SIP/\d+\.\d+\Z", re.I)
-_keys: dict[bytes, str] = {}  # raw header name (as written, with any blanks before ':') → key
-_methods: dict[bytes, str] = {}  # method token already checked → its text
+_TOKEN: Final = re.compile(rb"[A-Za-z0-9\-.!%*_+`'~]+\Z")
+_VERSION: Final = re.compile(rb"SIP/\d+\.\d+\Z", re.I)
+_keys: Final[
+    dict[bytes, str]
+] = {}  # raw header name (as written, with any blanks before ':') → key
+_methods: Final[dict[bytes, str]] = {}  # method token already checked → its text
 # The per-line bytes methods, bound once: compiled code calls them directly, where
 # ``line.partition(…)`` would look the method up on every line.
 _partition: Final = bytes.partition

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Final
 from urllib.parse import unquote_to_bytes
 
 from pks.sip.errors import ParseError
 from pks.sip.memo import Memo
 
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*\Z")
-_HOSTNAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9.])?\Z|[A-Za-z0-9]\Z")
-_IPV6REF = re.compile(r"\[[0-9A-Fa-f:.]+\]\Z")
-_NOT_IN_URI = re.compile(r"[\s<>\"]")
+_SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*\Z")
+_HOSTNAME: Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9.])?\Z|[A-Za-z0-9]\Z")
+_IPV6REF: Final = re.compile(r"\[[0-9A-Fa-f:.]+\]\Z")
+_NOT_IN_URI: Final = re.compile(r"[\s<>\"]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +111,7 @@ def _parse_hostport(text: str) -> tuple[str, int | None]:
     return host, port
 
 
-_parsed: Memo[Uri] = Memo(8192)
+_parsed: Final[Memo[Uri]] = Memo(8192)
 
 
 def parse_uri(text: str) -> Uri:

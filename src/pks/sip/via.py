@@ -7,14 +7,15 @@ Part of step ② (parse). A ``Via`` keeps its value text so the proxy can rewrit
 from __future__ import annotations
 
 import re
+from typing import Final
 
 from pks.sip.errors import ParseError
 from pks.sip.params import Params, get_param, parse_params
 from pks.sip.record import Record
 
-MAGIC = "z9hG4bK"
+MAGIC: Final = "z9hG4bK"
 
-_VIA = re.compile(
+_VIA: Final = re.compile(
     r"\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9.!%*_+`'~\-]+)\s+"
     r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9])?)"
     r"(?:\s*:\s*(\d{1,5}))?\s*(;.*)?\Z",
@@ -77,9 +78,9 @@ class Via(Record):
         return b is not None and b.startswith(MAGIC) and len(b) > len(MAGIC)
 
 
-_TRANSPORTS = {t: t for t in ("UDP", "TCP", "TLS", "SCTP", "WS", "WSS")}
-_DIGITS = frozenset("0123456789")
-_HOST_INNER = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")
+_TRANSPORTS: Final = {t: t for t in ("UDP", "TCP", "TLS", "SCTP", "WS", "WSS")}
+_DIGITS: Final = frozenset("0123456789")
+_HOST_INNER: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")
 
 
 def parse_via(text: str) -> Via:

@@ -30,6 +30,7 @@ Invariants:
 from __future__ import annotations
 
 import enum
+from typing import Final
 
 from pks.transaction.effects import (
     TERMINATED,
@@ -54,11 +55,11 @@ class ClientInviteState(enum.Enum):
     TERMINATED = "Terminated"
 
 
-_CALLING = ClientInviteState.CALLING
-_PROCEEDING = ClientInviteState.PROCEEDING
-_COMPLETED = ClientInviteState.COMPLETED
-_ACCEPTED = ClientInviteState.ACCEPTED
-_TERMINATED = ClientInviteState.TERMINATED
+_CALLING: Final = ClientInviteState.CALLING
+_PROCEEDING: Final = ClientInviteState.PROCEEDING
+_COMPLETED: Final = ClientInviteState.COMPLETED
+_ACCEPTED: Final = ClientInviteState.ACCEPTED
+_TERMINATED: Final = ClientInviteState.TERMINATED
 
 
 class ClientInviteTransaction(Deadlines):

@@ -22,6 +22,7 @@ Invariants:
 from __future__ import annotations
 
 import enum
+from typing import Final
 
 from pks.transaction.effects import (
     TERMINATED,
@@ -45,10 +46,10 @@ class ClientNonInviteState(enum.Enum):
     TERMINATED = "Terminated"
 
 
-_TRYING = ClientNonInviteState.TRYING
-_PROCEEDING = ClientNonInviteState.PROCEEDING
-_COMPLETED = ClientNonInviteState.COMPLETED
-_TERMINATED = ClientNonInviteState.TERMINATED
+_TRYING: Final = ClientNonInviteState.TRYING
+_PROCEEDING: Final = ClientNonInviteState.PROCEEDING
+_COMPLETED: Final = ClientNonInviteState.COMPLETED
+_TERMINATED: Final = ClientNonInviteState.TERMINATED
 
 
 class ClientNonInviteTransaction(Deadlines):

@@ -14,7 +14,7 @@ by compiled code without an interpreted constructor); the fieldless ones are sha
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Final, TypeAlias
 
 from pks.sip.record import Record
 
@@ -95,7 +95,7 @@ class Terminated:
 Effect: TypeAlias = Transmit | Deliver | DeliverAck | TimedOut | TransportFailed | Terminated
 
 # The fieldless effects carry no data, so one instance of each is enough.
-DELIVER_ACK = DeliverAck()
-TIMED_OUT = TimedOut()
-TRANSPORT_FAILED = TransportFailed()
-TERMINATED = Terminated()
+DELIVER_ACK: Final = DeliverAck()
+TIMED_OUT: Final = TimedOut()
+TRANSPORT_FAILED: Final = TransportFailed()
+TERMINATED: Final = Terminated()

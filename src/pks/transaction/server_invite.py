@@ -33,6 +33,7 @@ T2; the stored final response is what G and request retransmissions re-send.
 from __future__ import annotations
 
 import enum
+from typing import Final
 
 from pks.transaction.effects import (
     DELIVER_ACK,
@@ -57,11 +58,11 @@ class ServerInviteState(enum.Enum):
     TERMINATED = "Terminated"
 
 
-_PROCEEDING = ServerInviteState.PROCEEDING
-_COMPLETED = ServerInviteState.COMPLETED
-_CONFIRMED = ServerInviteState.CONFIRMED
-_ACCEPTED = ServerInviteState.ACCEPTED
-_TERMINATED = ServerInviteState.TERMINATED
+_PROCEEDING: Final = ServerInviteState.PROCEEDING
+_COMPLETED: Final = ServerInviteState.COMPLETED
+_CONFIRMED: Final = ServerInviteState.CONFIRMED
+_ACCEPTED: Final = ServerInviteState.ACCEPTED
+_TERMINATED: Final = ServerInviteState.TERMINATED
 
 
 class ServerInviteTransaction(Deadlines):

@@ -22,6 +22,7 @@ Invariants:
 from __future__ import annotations
 
 import enum
+from typing import Final
 
 from pks.transaction.effects import TERMINATED, TRANSPORT_FAILED, Effect, Transmit
 from pks.transaction.timers import DEFAULT_TIMERS, Deadlines, Timers
@@ -38,10 +39,10 @@ class ServerNonInviteState(enum.Enum):
     TERMINATED = "Terminated"
 
 
-_TRYING = ServerNonInviteState.TRYING
-_PROCEEDING = ServerNonInviteState.PROCEEDING
-_COMPLETED = ServerNonInviteState.COMPLETED
-_TERMINATED = ServerNonInviteState.TERMINATED
+_TRYING: Final = ServerNonInviteState.TRYING
+_PROCEEDING: Final = ServerNonInviteState.PROCEEDING
+_COMPLETED: Final = ServerNonInviteState.COMPLETED
+_TERMINATED: Final = ServerNonInviteState.TERMINATED
 
 
 class ServerNonInviteTransaction(Deadlines):

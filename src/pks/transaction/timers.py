@@ -18,11 +18,12 @@ Invariants:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 __all__ = ["DEFAULT_TIMERS", "Deadlines", "Timers"]
 
 # RFC 3261 §17.1.1.2: Timer D is "at least 32 seconds for unreliable transports".
-_TIMER_D_FLOOR = 32.0
+_TIMER_D_FLOOR: Final = 32.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +110,7 @@ class Timers:
         return doubled if doubled < self.t2 else self.t2
 
 
-DEFAULT_TIMERS = Timers()
+DEFAULT_TIMERS: Final = Timers()
 
 
 class Deadlines:

@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import heapq
 import math
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 __all__ = ["TICK", "TimerWheel"]
 
 T = TypeVar("T")
 
-TICK = 0.01  # seconds per slot
+TICK: Final = 0.01  # seconds per slot
 
 
 class TimerWheel(Generic[T]):
