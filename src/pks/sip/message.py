@@ -36,10 +36,11 @@ class Header:
         self.raw = raw
         self.value = value
 
-    @classmethod
-    def make(cls, key: str, value: bytes | str) -> Header:
+    @staticmethod
+    def make(key: str, value: bytes | str) -> Header:
+        """A header line we write: ``Name: value``."""
         v = value.encode("latin-1") if isinstance(value, str) else value
-        return Header(key, names.line_prefix(key) + v, v)  # not cls(): a generic call
+        return Header(key, names.line_prefix(key) + v, v)
 
     def __repr__(self) -> str:
         return f"Header({self.raw!r})"

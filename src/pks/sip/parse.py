@@ -17,9 +17,8 @@ from pks.sip.message import Header, Message
 
 _TOKEN: Final = re.compile(rb"[A-Za-z0-9\-.!%*_+`'~]+\Z")
 _VERSION: Final = re.compile(rb"SIP/\d+\.\d+\Z", re.I)
-_keys: Final[
-    dict[bytes, str]
-] = {}  # raw header name (as written, with any blanks before ':') → key
+# raw header name (as written, with any blanks before ':') → key
+_keys: Final[dict[bytes, str]] = {}
 _methods: Final[dict[bytes, str]] = {}  # method token already checked → its text
 # The per-line bytes methods, bound once: compiled code calls them directly, where
 # ``line.partition(…)`` would look the method up on every line.
@@ -46,11 +45,10 @@ def _split_headers(head: bytes) -> list[Header]:
     """Header lines → Header values; the common case (no folded line) in one tight loop."""
     if not head:
         return []
-    keys = _keys
     headers: list[Header] = []
     for line in head.split(b"\r\n"):
         name, colon, value = _partition(line, b":")
-        key = keys.get(name)  # never a continuation line: no known name starts with SP/HTAB
+        key = _keys.get(name)  # never a continuation line: no known name starts with SP/HTAB
         if key is None or not colon:  # a known name alone on its line is no header either
             if line[:1] in (b" ", b"\t"):  # folding (rare): start over the general way
                 return _split_folded(head)

@@ -115,12 +115,7 @@ def _parse_usual(text: str) -> Via | None:
         port = _usual_port(port_text)
         if not port:
             return None
-    if semi < 0:
-        return Via(transport, host, port, (), t, None, False)
-    params = parse_params(t[semi:])
-    branch = get_param(params, "branch")
-    has_rport = any(k == "rport" for k, _ in params)
-    return Via(transport, host, port, params, t, branch, has_rport)
+    return _via(transport, host, port, t[semi:] if semi >= 0 else None, t)
 
 
 def _usual_port(text: str) -> int:
@@ -143,7 +138,12 @@ def parse_via_general(text: str) -> Via:
     port = int(port_text) if port_text else None
     if port is not None and not 0 < port <= 65535:
         raise ParseError(f"Via port {port} out of range")
+    return _via(transport.upper(), host, port, params_text, text.strip())
+
+
+def _via(transport: str, host: str, port: int | None, params_text: str | None, text: str) -> Via:
+    """The `Via` of parsed parts (both readers end here); ``params_text`` from its ';'."""
     params = parse_params(params_text) if params_text else ()
     branch = get_param(params, "branch")
     has_rport = any(k == "rport" for k, _ in params)
-    return Via(transport.upper(), host, port, params, text.strip(), branch, has_rport)
+    return Via(transport, host, port, params, text, branch, has_rport)
