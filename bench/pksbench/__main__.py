@@ -264,7 +264,13 @@ def standard_notes(plan: object, cores: int) -> list[str]:
         f" {plan.recv_timeout_ms} ms after it was due (retransmissions included). A step"
         " after a failed one starts on freshly started proxy and callees: it measures its own"
         " rate, not the previous overload's aftermath (failed calls' transactions and"
-        " retransmissions go on for up to 32 s).",
+        " retransmissions go on for up to 32 s)."
+        + (
+            f" A failed step is tried {plan.confirm} more time(s) on fresh processes before"
+            " its rate counts as failed (every target alike; all trials are listed)."
+            if plan.confirm
+            else ""
+        ),
         f"Latency: {plan.latency_seconds:g} s at {plan.latency_rate:g} calls/s, from SIPp's"
         " message trace (µs timestamps): first INVITE sent → first 200 received. SIPp's callee"
         " adds about 1 ms between its 180 and its 200 (its scheduler tick), in every column.",
