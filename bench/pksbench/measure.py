@@ -329,7 +329,7 @@ class Runner:
         for _ in range(self.plan.confirm):
             if step.passed:
                 break
-            self.log(f"  {self.target.label}: {rate:g} cps failed once: trying again")
+            self.log(f"  {self.target.label}: {rate:g} cps failed: trying again on fresh processes")
             step = self._trial(rate)
         return step
 
