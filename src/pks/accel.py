@@ -81,6 +81,12 @@ MODULES: tuple[str, ...] = (
     "pks/workers/shared.py",
 )
 
+#: Hand-written C extensions built with the mypyc modules (optional like them; each has a
+#: ``.pyi`` stub and a pure-Python fallback in the module that imports it).
+C_EXTENSIONS: tuple[tuple[str, str], ...] = (
+    ("pks.transport._sendq", "pks/transport/_sendq.c"),  # UDP sends by a native thread
+)
+
 PURE = "pure Python"
 COMPILED = "compiled (mypyc)"
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the directory holding ``pks``
@@ -130,7 +136,7 @@ def clean(root: Path) -> int:
 def sources_digest(root: Path) -> str:
     """A hash of every source file of the package under ``root`` (what a build is made of)."""
     digest = hashlib.sha256()
-    for path in sorted((root / "pks").rglob("*.py")):
+    for path in sorted([*(root / "pks").rglob("*.py"), *(root / "pks").rglob("*.c")]):
         digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
@@ -149,7 +155,7 @@ def build(root: Path, copy_from: Path | None) -> None:
             return
     try:
         from mypyc.build import mypycify
-        from setuptools import setup
+        from setuptools import Extension, setup
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise SystemExit(f"pks.accel: {exc.name} is needed to compile (pip install mypy)") from exc
     if copy_from is not None:
@@ -166,9 +172,16 @@ def build(root: Path, copy_from: Path | None) -> None:
         try:  # the generated C, objects and mypy's cache stay in tmp: only the modules land
             setup(
                 name="pks-accel",
-                ext_modules=mypycify(
-                    [f"--cache-dir={tmp}/mypy", *MODULES], opt_level="3", target_dir=f"{tmp}/c"
-                ),
+                ext_modules=[
+                    *mypycify(
+                        [f"--cache-dir={tmp}/mypy", *MODULES], opt_level="3", target_dir=f"{tmp}/c"
+                    ),
+                    *(
+                        Extension(name, [source], extra_compile_args=["-O2"])
+                        for name, source in C_EXTENSIONS
+                        if sys.platform == "linux"
+                    ),
+                ],
                 script_args=[
                     *("-q", "build_ext", "--inplace"),
                     *("--build-temp", f"{tmp}/o", "--build-lib", f"{tmp}/lib"),
@@ -178,7 +191,7 @@ def build(root: Path, copy_from: Path | None) -> None:
             os.chdir(cwd)
     if copy_from is not None:
         stamp.write_text(want)
-    print(f"pks.accel: {len(MODULES)} modules compiled in {root}")
+    print(f"pks.accel: {len(MODULES)} modules compiled in {root} (and {len(C_EXTENSIONS)} C)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -271,6 +271,11 @@ class Settings(BaseSettings):
         description="Largest SIP message accepted, in bytes; a TCP peer sending more is "
         "disconnected and a larger UDP datagram is dropped.",
     )
+    send_thread: bool = Field(
+        True,
+        description="UDP sends by a native thread (sendmmsg) beside the event loop when the "
+        "compiled accelerator is built (pks.transport._sendq); false: the event loop sends.",
+    )
     default_socket: str | None = Field(
         None,
         description="Socket name (see listen) used to reach a gateway whose dispatcher attrs "

@@ -339,6 +339,7 @@ class Server:
         self.transport = Transport(
             tcp_idle_timeout=self.settings.tcp_idle_timeout,
             max_message_size=self.settings.max_message_size,
+            send_thread=self.settings.send_thread,
             reuse_port=worker is not None,
             inherited=() if worker is None else worker.udp_sockets,
         )

@@ -57,6 +57,8 @@ async def open_udp(
     max_message_size: int,
     reuse_port: bool = False,
     sock: socket.socket | None = None,
+    *,
+    send_thread: bool = True,
 ) -> UdpEndpoint:
     """Bind a UDP socket (or take ``sock``, already bound for ``info``); its
     `UdpEndpoint.socket` is the bound `SocketInfo`."""
@@ -65,7 +67,7 @@ async def open_udp(
     else:  # bound by the supervisor for this worker (pks.workers.steer)
         sock.setblocking(False)
         bound = dataclasses.replace(info, port=sock.getsockname()[1])
-    endpoint = UdpEndpoint(bound, on_message, on_send_error, max_message_size)
+    endpoint = UdpEndpoint(bound, on_message, on_send_error, max_message_size, send_thread)
     loop = asyncio.get_running_loop()
     try:
         await loop.create_datagram_endpoint(lambda: endpoint, sock=sock)

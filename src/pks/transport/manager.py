@@ -40,6 +40,7 @@ class Transport:
         tcp_idle_timeout: float = 120.0,
         max_message_size: int = 65535,
         connect_timeout: float = 10.0,
+        send_thread: bool = True,
         reuse_port: bool = False,
         inherited: Sequence[socket.socket] = (),
     ) -> None:
@@ -49,6 +50,7 @@ class Transport:
         self._max_message_size = max_message_size
         self._connect_timeout = connect_timeout
         self._reuse_port = reuse_port
+        self._send_thread = send_thread
         self._endpoints: list[UdpEndpoint] = []
         self._servers: list[asyncio.Server] = []
         self._table: ConnectionTable | None = None
@@ -80,6 +82,7 @@ class Transport:
                         self._max_message_size,
                         self._reuse_port,
                         sock,
+                        send_thread=self._send_thread,
                     )
                     self._endpoints.append(endpoint)
                     sender.add_udp(info, endpoint)

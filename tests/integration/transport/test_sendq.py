@@ -1,0 +1,111 @@
+"""The optional native send thread (pks.transport._sendq): in order, failures given back, no
+reference kept. Skipped where the accelerator is not built (the pure-Python pass)."""
+
+from __future__ import annotations
+
+import select
+import socket
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from pks.config import parse_listen
+from pks.net import Address, Send
+from pks.transport import Transport
+
+sendq = pytest.importorskip("pks.transport._sendq", reason="accelerator not built")
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """(our socket, the peer) on 127.0.0.1."""
+    ours = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    ours.bind(("127.0.0.1", 0))
+    peer.bind(("127.0.0.1", 0))
+    peer.settimeout(5)
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    yield ours, peer
+    ours.close()
+    peer.close()
+
+
+def _receive(peer: socket.socket, ours: socket.socket) -> bytes:
+    """The next datagram from our socket (a stray one from another test's port is skipped)."""
+    for _ in range(100):
+        data, source = peer.recvfrom(65535)
+        if source == ours.getsockname():
+            return data
+    raise AssertionError("only stray datagrams")
+
+
+def _wait_event(queue: object) -> None:
+    ready, _, _ = select.select([queue.event_fd], [], [], 5)  # type: ignore[attr-defined]
+    assert ready, "the send thread never reported"
+
+
+def test_datagrams_leave_in_order_from_our_socket(pair) -> None:
+    ours, peer = pair
+    queue = sendq.SendQueue(ours.fileno())
+    dest = peer.getsockname()
+    sent = [b"msg %d " % i + b"x" * (i % 300) for i in range(500)]
+    for data in sent:
+        assert queue.send(data, data, dest[0], dest[1]) is True
+    assert [_receive(peer, ours) for _ in sent] == sent
+    assert queue.close() is None
+
+
+def test_failures_come_back_with_their_object_and_errno(pair) -> None:
+    ours, peer = pair
+    queue = sendq.SendQueue(ours.fileno())
+    bad, good = object(), object()
+    before = sys.getrefcount(bad)
+    assert queue.send(bad, b"x", "::1", 5060) is True  # IPv6 destination, IPv4 socket
+    _wait_event(queue)
+    failures = queue.reap()
+    assert failures is not None and [obj for obj, _ in failures] == [bad]
+    assert failures[0][1] != 0
+    del failures
+    assert sys.getrefcount(bad) == before  # released once reaped
+    assert queue.send(good, b"y", *peer.getsockname()) is True
+    assert _receive(peer, ours) == b"y"  # the failure did not stop the queue
+    # a failure already given back by the thread comes with the next send's answer
+    assert queue.send(bad, b"x", "::1", 5060) is True
+    _wait_event(queue)
+    answer = queue.send(good, b"z", *peer.getsockname())
+    assert isinstance(answer, list) and [obj for obj, _ in answer] == [bad]
+    assert _receive(peer, ours) == b"z"
+    assert queue.close() is None
+
+
+def test_host_names_and_closed_queues_are_refused(pair) -> None:
+    ours, _ = pair
+    queue = sendq.SendQueue(ours.fileno())
+    assert queue.send(object(), b"x", "gw.example", 5060) is False  # not queued
+    with pytest.raises(ValueError):
+        queue.send(object(), b"x", "127.0.0.1", 0)
+    queue.close()
+    with pytest.raises(ValueError):
+        queue.send(object(), b"x", "127.0.0.1", 5060)
+
+
+async def test_transport_uses_it_unless_turned_off() -> None:
+    for send_thread in (True, False):
+        transport = Transport(send_thread=send_thread)
+
+        def ignore(*args: object) -> None:
+            pass
+
+        await transport.start(parse_listen("udp:127.0.0.1:0"), ignore, ignore)
+        try:
+            endpoint = transport._endpoints[0]
+            assert (endpoint._queue is not None) is send_thread
+            peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            peer.bind(("127.0.0.1", 0))
+            peer.settimeout(5)
+            transport.send(Send(b"hello", Address(*peer.getsockname()), transport.bound[0]))
+            assert peer.recvfrom(100)[0] == b"hello"
+            peer.close()
+        finally:
+            await transport.close()
