@@ -70,6 +70,7 @@ typedef struct {
     long long window_start; /* CLOCK_MONOTONIC_COARSE ns: the current 10 ms window */
     int window_sends; /* sends in the current window */
     int busy; /* the previous window had BUSY_SENDS sends or more */
+    unsigned long long queued; /* datagrams handed to the thread (the others sent by send()) */
 } SendQueue;
 
 static int items_push(Items *v, const Item *it) {
@@ -160,7 +161,8 @@ static void *run(void *arg) {
     return NULL;
 }
 
-/* Release the finished items; a list of (obj, errno) of the failed ones, or None. */
+/* Release the finished items; a list of (obj, errno) of the failed ones, or None (NULL with an
+ * exception when the list cannot be made: the references are released all the same). */
 static PyObject *take_done(SendQueue *q) {
     Items done;
     pthread_mutex_lock(&q->mu);
@@ -168,27 +170,27 @@ static PyObject *take_done(SendQueue *q) {
     q->done.items = NULL;
     q->done.n = q->done.cap = 0;
     pthread_mutex_unlock(&q->mu);
-    PyObject *failures = Py_None;
-    Py_INCREF(Py_None);
+    PyObject *failures = NULL;
+    int error = 0;
     for (Py_ssize_t i = 0; i < done.n; i++) {
         Item *it = &done.items[i];
-        if (it->err != 0) {
-            if (failures == Py_None) {
-                Py_DECREF(Py_None);
+        if (it->err != 0 && !error) {
+            PyObject *pair = Py_BuildValue("(Oi)", it->obj, it->err);
+            if (failures == NULL && pair != NULL)
                 failures = PyList_New(0);
+            if (pair == NULL || failures == NULL || PyList_Append(failures, pair) < 0) {
+                Py_CLEAR(failures);
+                error = 1;
             }
-            PyObject *pair = failures ? Py_BuildValue("(Oi)", it->obj, it->err) : NULL;
-            if (pair == NULL || PyList_Append(failures, pair) < 0) {
-                Py_XDECREF(pair);
-                Py_XDECREF(failures);
-                failures = NULL;
-            } else {
-                Py_DECREF(pair);
-            }
+            Py_XDECREF(pair);
         }
         Py_DECREF(it->obj);
     }
     free(done.items);
+    if (error)
+        return NULL;
+    if (failures == NULL)
+        Py_RETURN_NONE;
     return failures;
 }
 
@@ -309,19 +311,18 @@ static PyObject *SendQueue_send(SendQueue *q, PyObject *const *args, Py_ssize_t 
             rc = items_push(&q->pending, &it);
             if (rc == 0)
                 pthread_cond_signal(&q->cv);
-        } else if (sent < 0) {
+            q->queued++;
+        } else if (sent < 0) { /* given back by this very call (has_done below) */
             it.err = errno;
             Py_INCREF(obj);
             rc = items_push(&q->done, &it);
-            uint64_t one = 1;
-            ssize_t w = write(q->efd, &one, sizeof one); /* reported like the thread's */
-            (void)w;
         }
     } else {
         Py_INCREF(obj);
         rc = items_push(&q->pending, &it);
         if (rc == 0 && q->idle)
             pthread_cond_signal(&q->cv);
+        q->queued++;
     }
     int has_done = q->done.n > 0;
     pthread_mutex_unlock(&q->mu);
@@ -336,7 +337,7 @@ static PyObject *SendQueue_send(SendQueue *q, PyObject *const *args, Py_ssize_t 
         Py_DECREF(Py_None);
         Py_RETURN_TRUE;
     }
-    return failures;
+    return failures; /* or NULL: the exception */
 }
 
 static PyObject *SendQueue_reap(SendQueue *q, PyObject *Py_UNUSED(ignored)) {
@@ -360,6 +361,10 @@ static PyObject *SendQueue_event_fd(SendQueue *q, void *Py_UNUSED(closure)) {
     return PyLong_FromLong(q->efd);
 }
 
+static PyObject *SendQueue_queued(SendQueue *q, void *Py_UNUSED(closure)) {
+    return PyLong_FromUnsignedLongLong(q->queued);
+}
+
 static void SendQueue_dealloc(SendQueue *q) {
     stop_thread(q);
     PyObject *rest = take_done(q);
@@ -376,8 +381,9 @@ static void SendQueue_dealloc(SendQueue *q) {
 
 static PyMethodDef SendQueue_methods[] = {
     {"send", (PyCFunction)(void (*)(void))SendQueue_send, METH_FASTCALL,
-     "send(obj, data, host, port) -> True (queued), False (host not an IP literal: not "
-     "queued) or the list of (obj, errno) of earlier sends that failed."},
+     "send(obj, data, host, port) -> True (sent or queued), False (host not an IP literal: "
+     "neither) or the list of (obj, errno) of the sends that failed since the last answer "
+     "(this one's too when send() made it itself)."},
     {"reap", (PyCFunction)SendQueue_reap, METH_NOARGS,
      "Release finished sends: None, or the list of (obj, errno) of those that failed."},
     {"close", (PyCFunction)SendQueue_close, METH_NOARGS,
@@ -388,6 +394,8 @@ static PyMethodDef SendQueue_methods[] = {
 static PyGetSetDef SendQueue_getset[] = {
     {"event_fd", (getter)SendQueue_event_fd, NULL, "readable when failures wait for reap()",
      NULL},
+    {"queued", (getter)SendQueue_queued, NULL,
+     "datagrams handed to the thread so far (the others were sent by send() itself)", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

@@ -68,6 +68,10 @@ def test_datagrams_leave_in_order_from_our_socket(pair, burst: int) -> None:
             time.sleep(0.012)  # the next window sees a busy one before it
         assert queue.send(data, data, dest[0], dest[1]) is True
     assert [_receive(peer, ours) for _ in sent] == sent
+    if burst:  # after a busy window every datagram went through the thread
+        assert queue.queued >= len(sent) - burst
+    else:  # quiet: send() sent them itself (the first few may meet the thread still starting)
+        assert queue.queued < 50
     assert queue.close() is None
 
 
