@@ -15,6 +15,11 @@ from pks.sip import names
 from pks.sip.errors import ParseError
 from pks.sip.message import Header, Message
 
+try:  # the optional accelerator (pks/sip/_split.c) of _split_headers' common case
+    from pks.sip._split import split_headers as _c_split
+except ImportError:  # not built (pure Python): _split_headers always
+    _c_split = None  # type: ignore[assignment]
+
 _TOKEN: Final = re.compile(rb"[A-Za-z0-9\-.!%*_+`'~]+\Z")
 _VERSION: Final = re.compile(rb"SIP/\d+\.\d+\Z", re.I)
 # raw header name (as written, with any blanks before ':') → key
@@ -134,28 +139,41 @@ def _partial_request(first: bytes, head: bytes) -> Message | None:
     return Message(first, headers, b"", method=method, ruri="")
 
 
+def _head(data: bytes, first_end: int, end: int) -> bytes:
+    """The header section between the start line and the empty line (without either)."""
+    return data[first_end + 2 : end] if first_end < end else b""
+
+
 def parse(data: bytes, *, stream: bool = False) -> Message:
     """Parse one message. ``stream`` means TCP: the framer already cut it to size."""
-    end = data.find(b"\r\n\r\n")
-    if end < 0:
-        raise ParseError("no empty line ends the header section")
     first_end = data.find(b"\r\n")
+    # the accelerator cuts the header lines and finds the empty line in one pass
+    flat = _c_split(data, first_end + 2, _keys) if _c_split is not None and first_end >= 0 else None
+    if flat is None:
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
+            raise ParseError("no empty line ends the header section")
+        start: int = end + 4
+    else:
+        start = flat[-1]
     first = data[:first_end]
-    head = data[first_end + 2 : end] if first_end < end else b""
     try:
         method, ruri, status, reason = _start_line(first)
     except ParseError as exc:
         if not first.startswith(b"SIP/"):
-            exc.partial = _partial_request(first, head)
+            exc.partial = _partial_request(first, _head(data, first_end, start - 4))
         raise
-    headers = _split_headers(head)
+    if flat is not None:
+        n = len(flat) - 1
+        headers = [Header(flat[i], flat[i + 1], flat[i + 2]) for i in range(0, n, 3)]
+    else:  # pure Python, or a line the accelerator leaves to us
+        headers = _split_headers(_head(data, first_end, start - 4))
     msg = Message(first, headers, b"", method=method, ruri=ruri, status=status, reason=reason)
     try:
         length = _content_length(headers)
     except ParseError as exc:
         exc.partial = msg
         raise
-    start = end + 4
     if length is None:
         msg.body = data[start:]
     else:

@@ -1,0 +1,144 @@
+"""The optional C header splitter (pks.sip._split) cuts exactly what the Python splitter cuts.
+
+Runs with the compiled core only (skipped when the accelerator is not built): every message of
+the RFC 4475 torture set and a few made for the splitter's edges give the same (key, line,
+value) triples and the same body offset as ``pks.sip.parse._split_headers``, or None where the
+Python way must decide (folding, a name not known yet, no colon, no empty line).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from pathlib import Path
+
+import pytest
+
+from pks.sip import ParseError, parse
+
+parse_module = importlib.import_module("pks.sip.parse")  # pks.sip.parse is the function
+
+split = pytest.importorskip("pks.sip._split", reason="accelerator not built")
+
+RFC4475 = Path(__file__).parents[2] / "conformance" / "rfc4475"
+
+INVITE = (
+    b"INVITE sip:+33612345678@127.0.1.10 SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP 127.0.1.1:5070;branch=z9hG4bK-1\r\n"
+    b"v :  SIP/2.0/UDP 127.0.1.9;branch=z9hG4bK-0 \t\r\n"
+    b"From: <sip:a@127.0.1.1>;tag=1\r\n"
+    b"To: <sip:+33612345678@127.0.1.10>\r\n"
+    b"Call-ID: c1\r\n"
+    b"CSeq: 1 INVITE\r\n"
+    b"Max-Forwards: 70\r\n"
+    b"Subject:\r\n"
+    b"X-Odd: a\nb\r\n"
+    b"Content-Length: 4\r\n"
+    b"\r\n"
+    b"v=0\n"
+)
+
+
+def _python_way(data: bytes) -> tuple[list[tuple[str, bytes, bytes]], int]:
+    end = data.find(b"\r\n\r\n")
+    first_end = data.find(b"\r\n")
+    head = data[first_end + 2 : end] if first_end < end else b""
+    headers = parse_module._split_headers(head)
+    return [(h.key, h.raw, h.value) for h in headers], end + 4
+
+
+def _c_way(data: bytes) -> tuple[list[tuple[str, bytes, bytes]], int] | None:
+    flat = split.split_headers(data, data.find(b"\r\n") + 2, parse_module._keys)
+    if flat is None:
+        return None
+    triples = [(flat[i], flat[i + 1], flat[i + 2]) for i in range(0, len(flat) - 1, 3)]
+    return triples, flat[-1]
+
+
+def _same(data: bytes) -> bool:
+    """Same result both ways; True when the C way answered (not None)."""
+    try:
+        expected = _python_way(data) if data.find(b"\r\n\r\n") >= 0 else None
+    except ParseError:
+        expected = None
+    got = _c_way(data)
+    if got is not None:
+        assert got == expected
+    return got is not None
+
+
+def test_parse_uses_the_accelerator() -> None:
+    assert parse_module._c_split is split.split_headers
+
+
+def test_a_usual_message_is_cut_like_python_does() -> None:
+    parse(INVITE)  # learns every name
+    assert _same(INVITE)
+    triples, body = _c_way(INVITE) or ([], 0)
+    assert triples[1] == ("via", b"v :  SIP/2.0/UDP 127.0.1.9;branch=z9hG4bK-0 \t", triples[1][2])
+    assert triples[1][2] == b"SIP/2.0/UDP 127.0.1.9;branch=z9hG4bK-0"
+    assert triples[7] == ("subject", b"Subject:", b"")
+    assert triples[8][1] == b"X-Odd: a\nb"  # a bare LF stays inside its line
+    assert INVITE[body:] == b"v=0\n"
+    assert parse(INVITE).to_bytes() == INVITE
+
+
+def test_every_rfc4475_message_is_cut_like_python_does() -> None:
+    files = sorted(RFC4475.glob("*.sip"))
+    assert len(files) > 40
+    for path in files:
+        data = path.read_bytes()
+        with contextlib.suppress(ParseError):
+            parse(data)  # learns the names (or refuses the message)
+        _same(data)
+    answered = [p.stem for p in files if _same(p.read_bytes())]
+    assert len(answered) > 20  # the C way answered most of them itself
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (b"OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\n y\r\n\r\n", "folded line"),
+        (b"OPTIONS sip:a@b SIP/2.0\r\nX-Never-Seen-Before-9: 1\r\n\r\n", "unknown name"),
+        (b"OPTIONS sip:a@b SIP/2.0\r\nVia x\r\n\r\n", "no colon"),
+        (b"OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\n", "no empty line"),
+        (b"OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\r\n\n", "no empty line either"),
+    ],
+)
+def test_the_unusual_is_left_to_python(data: bytes, why: str) -> None:
+    assert _c_way(data) is None, why
+
+
+def test_no_header_line_and_the_body_offset() -> None:
+    data = b"SIP/2.0 200 OK\r\n\r\nbody"
+    assert _c_way(data) == ([], 18)
+    msg = parse(data)
+    assert msg.headers == [] and msg.body == b"body"
+
+
+def test_many_names_long_and_alike_never_mix() -> None:
+    # more names than the C table has slots, some longer than it keeps, some differing by case
+    names = [f"X-Name-{i}".encode() for i in range(300)]
+    names += [b"X-A-Very-Long-Header-Name-Beyond-The-Table-" + str(i).encode() for i in range(5)]
+    names += [b"x-name-1", b"X-NAME-1", b"Via ", b"Via"]
+    lines = b"".join(n + b": " + str(i).encode() + b"\r\n" for i, n in enumerate(names))
+    data = b"SIP/2.0 200 OK\r\n" + lines + b"\r\n"
+    first = parse(data)  # learns them
+    for _ in range(3):
+        assert _same(data)
+        again = parse(data)
+        assert [(h.key, h.raw, h.value) for h in again.headers] == [
+            (h.key, h.raw, h.value) for h in first.headers
+        ]
+    assert {h.key for h in first.headers[-4:]} == {"x-name-1", "via"}
+
+
+def test_bad_calls_raise() -> None:
+    with pytest.raises(ValueError):
+        split.split_headers(b"abc", 4, {})
+    with pytest.raises(ValueError):
+        split.split_headers(b"abc", -1, {})
+    with pytest.raises(TypeError):
+        split.split_headers("abc", 0, {})  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        split.split_headers(b"abc", 0)  # type: ignore[call-arg]
