@@ -1,22 +1,24 @@
-/* Optional accelerator: a message's header lines cut into (key, line, value) (pks.sip._split).
+/* Optional accelerator: a message cut into start line, header lines, body (pks.sip._split).
  *
  * The parser's hottest loop: every message received is cut into one Header per line (key,
  * line as received, value without the blanks around it). In Python each line costs the line,
  * a partition tuple, the name, the value and its stripped copy, and a dict lookup that hashes
- * the name, after two searches of the message for the end of the header section (each a
- * method call with its argument parsing); here it costs the line and the value, in one pass
- * that also finds the empty line, with no copy of the header section first:
+ * the name, after two searches of the message for the ends of the start line and of the header
+ * section (each a method call with its argument parsing) and before a second walk over the
+ * headers for Content-Length; here it costs the line and the value, in one pass that also
+ * finds both ends and reads Content-Length, with no copy of the header section first:
  * the name's key comes from a small table of the names met before, in C, keyed by the bytes
  * themselves (the dict is asked only for a name not in that table). The parser then builds
- * each Header from the flat list [key, line, value, key, line, value, …] this returns: from
+ * each Header from the flat list [first_end, body, content_length, key, line, value, key, line,
+ * value, …] this returns: from
  * compiled code that is a direct call, where calling the Header class from C would go through
  * the generic constructor (about 800 instructions a line).
  *
  * Only the common case is handled: every line has a colon and a name already in the parser's
  * table of known names (`pks.sip.parse._keys`, raw name as written → key). Anything else — a
- * folded line, a name not seen yet, a line without a colon — returns None and the parser does
- * the whole section the Python way (which validates the name, learns it, or raises the
- * ParseError). Without this module (pure Python, or not built) the parser always does that.
+ * folded line, a name not seen yet, a line without a colon, no empty line, a Content-Length
+ * that is not one plain number — returns None and the parser does the whole message the Python
+ * way (which validates the name, learns it, or raises the ParseError). Without this module (pure Python, or not built) the parser always does that.
  * Names map to their key for good (the parser's table only grows), so the C table can keep
  * what the dict answered.
  *
@@ -87,42 +89,45 @@ static PyObject *key_of(PyObject *keys, const char *name, Py_ssize_t len) {
     return key;
 }
 
-/* split_headers(data, start, keys) -> list | None */
-static PyObject *split_headers(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+/* split_message(data, keys, content_length_key) -> list | None */
+static PyObject *split_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
     if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "split_headers(data, start, keys)");
+        PyErr_SetString(PyExc_TypeError, "split_message(data, keys, content_length_key)");
         return NULL;
     }
-    PyObject *data = args[0], *keys = args[2];
-    if (!PyBytes_Check(data) || !PyDict_Check(keys)) {
-        PyErr_SetString(PyExc_TypeError, "split_headers: data must be bytes, keys a dict");
-        return NULL;
-    }
-    Py_ssize_t start = PyLong_AsSsize_t(args[1]);
-    if (start == -1 && PyErr_Occurred())
-        return NULL;
-    if (start < 0 || start > PyBytes_GET_SIZE(data)) {
-        PyErr_SetString(PyExc_ValueError, "split_headers: start out of the data");
+    PyObject *data = args[0], *keys = args[1], *cl_key = args[2];
+    if (!PyBytes_Check(data) || !PyDict_Check(keys) || !PyUnicode_Check(cl_key)) {
+        PyErr_SetString(PyExc_TypeError, "split_message: data must be bytes, keys a dict, "
+                                         "content_length_key a str");
         return NULL;
     }
     const char *buf = PyBytes_AS_STRING(data);
-    const char *p = buf + start, *end = buf + PyBytes_GET_SIZE(data);
-    PyObject *list = PyList_New(0);
+    const char *end = buf + PyBytes_GET_SIZE(data);
+    const char *first_end = find_crlf(buf, end);
+    if (first_end == NULL) /* no line at all: the parser says what is wrong */
+        Py_RETURN_NONE;
+    Py_ssize_t content_length = -1;
+    PyObject *list = PyList_New(3); /* first_end, body, content_length: set at the end */
     if (list == NULL)
         return NULL;
+    for (Py_ssize_t i = 0; i < 3; i++) {
+        Py_INCREF(Py_None);
+        PyList_SET_ITEM(list, i, Py_None);
+    }
+    const char *p = first_end + 2;
     for (;;) {
         const char *eol = find_crlf(p, end);
         if (eol == NULL) /* no empty line: the parser says so */
             goto unusual;
         if (eol == p) { /* the empty line: the body starts after it */
-            PyObject *body = PyLong_FromSsize_t(eol + 2 - buf);
-            if (body == NULL)
-                goto fail;
-            int rc = PyList_Append(list, body);
-            Py_DECREF(body);
-            if (rc < 0)
-                goto fail;
+            Py_ssize_t fixed[3] = {first_end - buf, eol + 2 - buf, content_length};
+            for (Py_ssize_t i = 0; i < 3; i++) {
+                PyObject *v = PyLong_FromSsize_t(fixed[i]);
+                if (v == NULL)
+                    goto fail;
+                PyList_SetItem(list, i, v); /* steals v, releases the None */
+            }
             return list;
         }
         const char *colon = memchr(p, ':', (size_t)(eol - p));
@@ -139,6 +144,22 @@ static PyObject *split_headers(PyObject *self, PyObject *const *args, Py_ssize_t
             v++;
         while (v_end > v && is_blank(v_end[-1]))
             v_end--;
+        if (key == cl_key || (PyUnicode_GET_LENGTH(key) == PyUnicode_GET_LENGTH(cl_key) &&
+                              PyUnicode_Compare(key, cl_key) == 0)) {
+            /* digits only, not too many for a Py_ssize_t, the same in every copy: else the
+             * parser's own check says what is wrong */
+            if (v == v_end || v_end - v > 15)
+                goto unusual;
+            Py_ssize_t n = 0;
+            for (const char *d = v; d < v_end; d++) {
+                if (*d < '0' || *d > '9')
+                    goto unusual;
+                n = n * 10 + (*d - '0');
+            }
+            if (content_length >= 0 && n != content_length)
+                goto unusual;
+            content_length = n;
+        }
         PyObject *raw = PyBytes_FromStringAndSize(p, eol - p);
         if (raw == NULL)
             goto fail;
@@ -167,11 +188,12 @@ fail:
 }
 
 static PyMethodDef methods[] = {
-    {"split_headers", (PyCFunction)(void (*)(void))split_headers, METH_FASTCALL,
-     "split_headers(data, start, keys) -> [key, line, value, key, line, value, ..., body] for "
-     "the CRLF-separated header lines from data[start] to the first empty line (body: the "
-     "offset after it), or None when a line is not the common case (no colon, a name not in "
-     "keys, a continuation line) or no empty line ends the header section."},
+    {"split_message", (PyCFunction)(void (*)(void))split_message, METH_FASTCALL,
+     "split_message(data, keys, content_length_key) -> [first_end, body, content_length, key, "
+     "line, value, key, line, value, ...]: the offsets of the start line's CRLF and of the "
+     "body, the Content-Length (-1: none) and the header lines up to the empty line; or None "
+     "when something is not the common case (a line without a colon, a name not in keys, a "
+     "continuation line, no empty line, a Content-Length that is not one number)."},
     {NULL, NULL, 0, NULL},
 };
 

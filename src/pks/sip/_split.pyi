@@ -1,5 +1,6 @@
 # Stub of the optional C extension pks/sip/_split.c (built by ``python -m pks.accel``).
 from typing import Any
 
-def split_headers(data: bytes, start: int, keys: dict[bytes, str]) -> list[Any] | None:
-    """[key, line, value, key, line, value, …, body offset], or None: not the common case."""
+def split_message(data: bytes, keys: dict[bytes, str], content_length_key: str) -> list[Any] | None:
+    """[first_end, body, content_length (-1: none), key, line, value, …], or None: not the
+    common case."""

@@ -16,7 +16,7 @@ from pks.sip.errors import ParseError
 from pks.sip.message import Header, Message
 
 try:  # the optional accelerator (pks/sip/_split.c) of _split_headers' common case
-    from pks.sip._split import split_headers as _c_split
+    from pks.sip._split import split_message as _c_split
 except ImportError:  # not built (pure Python): _split_headers always
     _c_split = None  # type: ignore[assignment]
 
@@ -146,16 +146,17 @@ def _head(data: bytes, first_end: int, end: int) -> bytes:
 
 def parse(data: bytes, *, stream: bool = False) -> Message:
     """Parse one message. ``stream`` means TCP: the framer already cut it to size."""
-    first_end = data.find(b"\r\n")
-    # the accelerator cuts the header lines and finds the empty line in one pass
-    flat = _c_split(data, first_end + 2, _keys) if _c_split is not None and first_end >= 0 else None
-    if flat is None:
+    # the accelerator cuts the lines, finds both ends and reads Content-Length in one pass
+    flat = _c_split(data, _keys, "content-length") if _c_split is not None else None
+    if flat is None:  # pure Python, or something the accelerator leaves to us
+        first_end = data.find(b"\r\n")
         end = data.find(b"\r\n\r\n")
         if end < 0:
             raise ParseError("no empty line ends the header section")
         start: int = end + 4
     else:
-        start = flat[-1]
+        first_end = flat[0]
+        start = flat[1]
     first = data[:first_end]
     try:
         method, ruri, status, reason = _start_line(first)
@@ -163,17 +164,19 @@ def parse(data: bytes, *, stream: bool = False) -> Message:
         if not first.startswith(b"SIP/"):
             exc.partial = _partial_request(first, _head(data, first_end, start - 4))
         raise
+    length: int | None
     if flat is not None:
-        n = len(flat) - 1
-        headers = [Header(flat[i], flat[i + 1], flat[i + 2]) for i in range(0, n, 3)]
-    else:  # pure Python, or a line the accelerator leaves to us
+        headers = [Header(flat[i], flat[i + 1], flat[i + 2]) for i in range(3, len(flat), 3)]
+        msg = Message(first, headers, b"", method=method, ruri=ruri, status=status, reason=reason)
+        length = flat[2] if flat[2] >= 0 else None
+    else:
         headers = _split_headers(_head(data, first_end, start - 4))
-    msg = Message(first, headers, b"", method=method, ruri=ruri, status=status, reason=reason)
-    try:
-        length = _content_length(headers)
-    except ParseError as exc:
-        exc.partial = msg
-        raise
+        msg = Message(first, headers, b"", method=method, ruri=ruri, status=status, reason=reason)
+        try:
+            length = _content_length(headers)
+        except ParseError as exc:
+            exc.partial = msg
+            raise
     if length is None:
         msg.body = data[start:]
     else:

@@ -1,9 +1,10 @@
-"""The optional C header splitter (pks.sip._split) cuts exactly what the Python splitter cuts.
+"""The optional C message splitter (pks.sip._split) cuts exactly what the Python parser cuts.
 
 Runs with the compiled core only (skipped when the accelerator is not built): every message of
 the RFC 4475 torture set and a few made for the splitter's edges give the same (key, line,
-value) triples and the same body offset as ``pks.sip.parse._split_headers``, or None where the
-Python way must decide (folding, a name not known yet, no colon, no empty line).
+value) triples, start-line end, body offset and Content-Length as the Python way
+(``pks.sip.parse._split_headers`` and ``_content_length``), or None where the Python way must
+decide (folding, a name not known yet, no colon, no empty line, an odd Content-Length).
 """
 
 from __future__ import annotations
@@ -39,20 +40,25 @@ INVITE = (
 )
 
 
-def _python_way(data: bytes) -> tuple[list[tuple[str, bytes, bytes]], int]:
+Cut = tuple[list[tuple[str, bytes, bytes]], int, int, int]  # headers, first_end, body, length
+
+
+def _python_way(data: bytes) -> Cut:
     end = data.find(b"\r\n\r\n")
     first_end = data.find(b"\r\n")
     head = data[first_end + 2 : end] if first_end < end else b""
     headers = parse_module._split_headers(head)
-    return [(h.key, h.raw, h.value) for h in headers], end + 4
+    length = parse_module._content_length(headers)
+    triples = [(h.key, h.raw, h.value) for h in headers]
+    return triples, first_end, end + 4, -1 if length is None else length
 
 
-def _c_way(data: bytes) -> tuple[list[tuple[str, bytes, bytes]], int] | None:
-    flat = split.split_headers(data, data.find(b"\r\n") + 2, parse_module._keys)
+def _c_way(data: bytes) -> Cut | None:
+    flat = split.split_message(data, parse_module._keys, "content-length")
     if flat is None:
         return None
-    triples = [(flat[i], flat[i + 1], flat[i + 2]) for i in range(0, len(flat) - 1, 3)]
-    return triples, flat[-1]
+    triples = [(flat[i], flat[i + 1], flat[i + 2]) for i in range(3, len(flat), 3)]
+    return triples, flat[0], flat[1], flat[2]
 
 
 def _same(data: bytes) -> bool:
@@ -68,13 +74,15 @@ def _same(data: bytes) -> bool:
 
 
 def test_parse_uses_the_accelerator() -> None:
-    assert parse_module._c_split is split.split_headers
+    assert parse_module._c_split is split.split_message
 
 
 def test_a_usual_message_is_cut_like_python_does() -> None:
     parse(INVITE)  # learns every name
     assert _same(INVITE)
-    triples, body = _c_way(INVITE) or ([], 0)
+    triples, first_end, body, length = _c_way(INVITE) or ([], 0, 0, 0)
+    assert INVITE[:first_end] == b"INVITE sip:+33612345678@127.0.1.10 SIP/2.0"
+    assert length == 4
     assert triples[1] == ("via", b"v :  SIP/2.0/UDP 127.0.1.9;branch=z9hG4bK-0 \t", triples[1][2])
     assert triples[1][2] == b"SIP/2.0/UDP 127.0.1.9;branch=z9hG4bK-0"
     assert triples[7] == ("subject", b"Subject:", b"")
@@ -96,22 +104,35 @@ def test_every_rfc4475_message_is_cut_like_python_does() -> None:
 
 
 @pytest.mark.parametrize(
-    ("data", "why"),
+    ("data", "why", "valid"),
     [
-        (b"OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\n y\r\n\r\n", "folded line"),
-        (b"OPTIONS sip:a@b SIP/2.0\r\nX-Never-Seen-Before-9: 1\r\n\r\n", "unknown name"),
-        (b"OPTIONS sip:a@b SIP/2.0\r\nVia x\r\n\r\n", "no colon"),
-        (b"OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\n", "no empty line"),
-        (b"OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\r\n\n", "no empty line either"),
+        (b"OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\n y\r\n\r\n", "folded line", True),
+        (b"OPTIONS sip:a@b SIP/2.0\r\nX-Never-Seen-Before-9: 1\r\n\r\n", "unknown name", True),
+        (b"OPTIONS sip:a@b SIP/2.0\r\nVia x\r\n\r\n", "no colon", False),
+        (b"OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\n", "no empty line", False),
+        (b"OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\r\n\n", "no empty line either", False),
+        (b"OPTIONS sip:a@b SIP/2.0", "no line at all", False),
+        (b"OPTIONS sip:a@b SIP/2.0\r\nl: 1\r\nContent-Length: 2\r\n\r\nab", "2 lengths", False),
+        (b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: -1\r\n\r\n", "not a number", False),
+        (b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length:\r\n\r\n", "no number", False),
+        (b"OPTIONS sip:a@b SIP/2.0\r\nl: 1234567890123456\r\n\r\n", "too many digits", False),
     ],
 )
-def test_the_unusual_is_left_to_python(data: bytes, why: str) -> None:
+def test_the_unusual_is_left_to_python(data: bytes, why: str, valid: bool) -> None:
+    parse_module._keys.setdefault(b"Content-Length", "content-length")
+    parse_module._keys.setdefault(b"l", "content-length")
+    parse_module._keys.setdefault(b"Via", "via")
     assert _c_way(data) is None, why
+    if valid:  # the Python way then parses it
+        assert parse(data).to_bytes() == data
+    else:
+        with pytest.raises(ParseError):
+            parse(data)
 
 
 def test_no_header_line_and_the_body_offset() -> None:
     data = b"SIP/2.0 200 OK\r\n\r\nbody"
-    assert _c_way(data) == ([], 18)
+    assert _c_way(data) == ([], 14, 18, -1)
     msg = parse(data)
     assert msg.headers == [] and msg.body == b"body"
 
@@ -134,11 +155,9 @@ def test_many_names_long_and_alike_never_mix() -> None:
 
 
 def test_bad_calls_raise() -> None:
-    with pytest.raises(ValueError):
-        split.split_headers(b"abc", 4, {})
-    with pytest.raises(ValueError):
-        split.split_headers(b"abc", -1, {})
     with pytest.raises(TypeError):
-        split.split_headers("abc", 0, {})  # type: ignore[arg-type]
+        split.split_message("abc", {}, "content-length")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        split.split_headers(b"abc", 0)  # type: ignore[call-arg]
+        split.split_message(b"abc", {}, b"content-length")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        split.split_message(b"abc", {})  # type: ignore[call-arg]
