@@ -17,6 +17,7 @@ from typing import Final
 
 from pks.net import Address, Proto, address
 from pks.sip import Message, NameAddr, Uri, Via, format_host
+from pks.sip.params import Params
 
 _PRIVATE: Final = tuple(
     ipaddress.ip_network(n)
@@ -42,19 +43,40 @@ def is_private(host: str) -> bool:
 
 def fix_top_via(via: Via, source: Address) -> str | None:
     """New text for the top Via with received/rport, or None when nothing changes."""
-    add_received = via.host_bare != source.host or via.has_rport or via.received is not None
-    if not add_received and not via.has_rport:
+    has_rport = via.has_rport
+    params = via.params
+    if not has_rport and via.host == source.host and via.received is None:
+        return None  # the usual request from a peer that writes its own address
+    add_received = has_rport or via.host_bare != source.host or via.received is not None
+    if not add_received:
         return None
+    text = via.text
+    if has_rport and params[-1] == _BARE_RPORT and text.endswith(";rport") and _once(params):
+        # the usual spelling (an empty rport last, no received): the text as written + both
+        return f"{text[:-6]};received={source.host};rport={source.port}"
     parts = [f"SIP/2.0/{via.transport} {via.host}" + (f":{via.port}" if via.port else "")]
-    for name, value in via.params:
+    for name, value in params:
         if name in ("received", "rport"):
             continue
         parts.append(name if value is None else f"{name}={value}")
-    if add_received:
-        parts.append(f"received={source.host}")
-    if via.has_rport:
+    parts.append(f"received={source.host}")
+    if has_rport:
         parts.append(f"rport={source.port}")
     return ";".join(parts)
+
+
+_BARE_RPORT: Final = ("rport", None)
+
+
+def _once(params: Params) -> bool:
+    """Exactly one rport parameter and no received one."""
+    n = 0
+    for name, _ in params:
+        if name == "rport":
+            n += 1
+        elif name == "received":
+            return False
+    return n == 1
 
 
 def reply_address(via: Via, source: Address, reliable: bool) -> Address:

@@ -9,8 +9,8 @@
  * finds both ends and reads Content-Length, with no copy of the header section first:
  * the name's key comes from a small table of the names met before, in C, keyed by the bytes
  * themselves (the dict is asked only for a name not in that table). The parser then builds
- * each Header from the flat list [first_end, body, content_length, key, line, value, key, line,
- * value, …] this returns: from
+ * each Header from the flat list [first_end, body, content_length, kind, a, b, key, line, value,
+ * key, line, value, …] this returns (kind, a, b: the start line's usual forms cut) — from
  * compiled code that is a direct call, where calling the Header class from C would go through
  * the generic constructor (about 800 instructions a line).
  *
@@ -89,6 +89,43 @@ static PyObject *key_of(PyObject *keys, const char *name, Py_ssize_t len) {
     return key;
 }
 
+#define FIXED 6 /* the integers before the header lines */
+
+/* The start line [line, end) in its usual forms. A response `SIP/2.0 DDD[ reason]` with a
+ * status of 100-699: *kind = the status, *a = where the reason starts. A request `METHOD SP
+ * URI SP SIP/2.0` (two spaces, nothing empty, not starting with SIP/): *kind = -1, *a and *b
+ * = the two spaces. Anything else: *kind = 0 (the parser reads it the Python way, and says
+ * what is wrong). */
+static void start_line(const char *line, const char *end, Py_ssize_t *kind, Py_ssize_t *a,
+                       Py_ssize_t *b) {
+    Py_ssize_t n = end - line;
+    *kind = 0;
+    *a = *b = 0;
+    if (n >= 4 && memcmp(line, "SIP/", 4) == 0) {
+        if (n < 11 || memcmp(line, "SIP/2.0 ", 8) != 0)
+            return;
+        const char *d = line + 8;
+        if (d[0] < '1' || d[0] > '6' || d[1] < '0' || d[1] > '9' || d[2] < '0' || d[2] > '9')
+            return;
+        if (n > 11 && d[3] != ' ')
+            return;
+        *kind = (d[0] - '0') * 100 + (d[1] - '0') * 10 + (d[2] - '0');
+        *a = n > 11 ? 12 : 11;
+        return;
+    }
+    const char *sp1 = memchr(line, ' ', (size_t)n);
+    if (sp1 == NULL || sp1 == line)
+        return;
+    const char *sp2 = memchr(sp1 + 1, ' ', (size_t)(end - sp1 - 1));
+    if (sp2 == NULL || sp2 == sp1 + 1)
+        return;
+    if (end - sp2 - 1 != 7 || memcmp(sp2 + 1, "SIP/2.0", 7) != 0)
+        return;
+    *kind = -1;
+    *a = sp1 - line;
+    *b = sp2 - line;
+}
+
 /* split_message(data, keys, content_length_key) -> list | None */
 static PyObject *split_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
@@ -107,11 +144,13 @@ static PyObject *split_message(PyObject *self, PyObject *const *args, Py_ssize_t
     const char *first_end = find_crlf(buf, end);
     if (first_end == NULL) /* no line at all: the parser says what is wrong */
         Py_RETURN_NONE;
+    Py_ssize_t kind, a, b;
+    start_line(buf, first_end, &kind, &a, &b);
     Py_ssize_t content_length = -1;
-    PyObject *list = PyList_New(3); /* first_end, body, content_length: set at the end */
+    PyObject *list = PyList_New(FIXED); /* first_end, body, content_length…: set at the end */
     if (list == NULL)
         return NULL;
-    for (Py_ssize_t i = 0; i < 3; i++) {
+    for (Py_ssize_t i = 0; i < FIXED; i++) {
         Py_INCREF(Py_None);
         PyList_SET_ITEM(list, i, Py_None);
     }
@@ -121,8 +160,8 @@ static PyObject *split_message(PyObject *self, PyObject *const *args, Py_ssize_t
         if (eol == NULL) /* no empty line: the parser says so */
             goto unusual;
         if (eol == p) { /* the empty line: the body starts after it */
-            Py_ssize_t fixed[3] = {first_end - buf, eol + 2 - buf, content_length};
-            for (Py_ssize_t i = 0; i < 3; i++) {
+            Py_ssize_t fixed[FIXED] = {first_end - buf, eol + 2 - buf, content_length, kind, a, b};
+            for (Py_ssize_t i = 0; i < FIXED; i++) {
                 PyObject *v = PyLong_FromSsize_t(fixed[i]);
                 if (v == NULL)
                     goto fail;
@@ -189,9 +228,11 @@ fail:
 
 static PyMethodDef methods[] = {
     {"split_message", (PyCFunction)(void (*)(void))split_message, METH_FASTCALL,
-     "split_message(data, keys, content_length_key) -> [first_end, body, content_length, key, "
-     "line, value, key, line, value, ...]: the offsets of the start line's CRLF and of the "
-     "body, the Content-Length (-1: none) and the header lines up to the empty line; or None "
+     "split_message(data, keys, content_length_key) -> [first_end, body, content_length, "
+     "kind, a, b, key, line, value, key, line, value, ...]: the offsets of the start line's "
+     "CRLF and of the body, the Content-Length (-1: none), the start line (kind: a status, "
+     "a = the reason's offset; -1 a request, a and b = its two spaces; 0 = unusual) and the "
+     "header lines up to the empty line; or None "
      "when something is not the common case (a line without a colon, a name not in keys, a "
      "continuation line, no empty line, a Content-Length that is not one number)."},
     {NULL, NULL, 0, NULL},

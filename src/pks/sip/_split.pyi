@@ -2,5 +2,5 @@
 from typing import Any
 
 def split_message(data: bytes, keys: dict[bytes, str], content_length_key: str) -> list[Any] | None:
-    """[first_end, body, content_length (-1: none), key, line, value, …], or None: not the
-    common case."""
+    """[first_end, body, content_length (-1: none), kind, a, b, key, line, value, …], or None:
+    not the common case (kind: a status, -1 a request, 0 neither; a, b: where the parts are)."""

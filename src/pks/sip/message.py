@@ -372,7 +372,10 @@ class Message:
     # ---- serialisation ------------------------------------------------------------------
     def to_bytes(self) -> bytes:
         """The message on the wire; Content-Length is kept right for the body we carry."""
+        # one join (the empty line and the body as its last two parts): one copy of the bytes
         lines = [self.first_line]
-        lines.extend(h.raw for h in self.headers)
-        head = CRLF.join(lines)
-        return head + b"\r\n\r\n" + self.body
+        for h in self.headers:
+            lines.append(h.raw)
+        lines.append(b"")
+        lines.append(self.body)
+        return CRLF.join(lines)

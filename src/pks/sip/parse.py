@@ -9,7 +9,7 @@ other header is decoded lazily by ``Message`` when a later step asks for it (RFC
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import Any, Final
 
 from pks.sip import names
 from pks.sip.errors import ParseError
@@ -144,6 +144,29 @@ def _head(data: bytes, first_end: int, end: int) -> bytes:
     return data[first_end + 2 : end] if first_end < end else b""
 
 
+def _start(
+    data: bytes, first_end: int, start: int, flat: list[Any] | None
+) -> tuple[str | None, str | None, int | None, str | None]:
+    """(method, request-URI, status, reason): from the accelerator's cut when it read a usual
+    start line (and a request's method was checked once before), else by `_start_line` — a
+    malformed request line's error then carries what a 400/505 reply needs."""
+    if flat is not None:
+        kind = flat[3]
+        if kind > 0:
+            return None, None, kind, data[flat[4] : first_end].decode("utf-8", "replace")
+        if kind < 0:
+            method = _methods.get(data[: flat[4]])
+            if method is not None:
+                return method, data[flat[4] + 1 : flat[5]].decode("latin-1"), None, None
+    first = data[:first_end]
+    try:
+        return _start_line(first)
+    except ParseError as exc:
+        if not first.startswith(b"SIP/"):
+            exc.partial = _partial_request(first, _head(data, first_end, start - 4))
+        raise
+
+
 def parse(data: bytes, *, stream: bool = False) -> Message:
     """Parse one message. ``stream`` means TCP: the framer already cut it to size."""
     # the accelerator cuts the lines, finds both ends and reads Content-Length in one pass
@@ -158,15 +181,10 @@ def parse(data: bytes, *, stream: bool = False) -> Message:
         first_end = flat[0]
         start = flat[1]
     first = data[:first_end]
-    try:
-        method, ruri, status, reason = _start_line(first)
-    except ParseError as exc:
-        if not first.startswith(b"SIP/"):
-            exc.partial = _partial_request(first, _head(data, first_end, start - 4))
-        raise
+    method, ruri, status, reason = _start(data, first_end, start, flat)
     length: int | None
     if flat is not None:
-        headers = [Header(flat[i], flat[i + 1], flat[i + 2]) for i in range(3, len(flat), 3)]
+        headers = [Header(flat[i], flat[i + 1], flat[i + 2]) for i in range(6, len(flat), 3)]
         msg = Message(first, headers, b"", method=method, ruri=ruri, status=status, reason=reason)
         length = flat[2] if flat[2] >= 0 else None
     else:

@@ -79,8 +79,6 @@ class Via(Record):
 
 
 _TRANSPORTS: Final = {t: t for t in ("UDP", "TCP", "TLS", "SCTP", "WS", "WSS")}
-_DIGITS: Final = frozenset("0123456789")
-_HOST_INNER: Final = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-")
 
 
 def parse_via(text: str) -> Via:
@@ -107,9 +105,9 @@ def _parse_usual(text: str) -> Via | None:
     host, colon, port_text = sent_by.partition(":")
     if not host or host[0] == "." or host[0] == "-" or host[-1] == "." or host[-1] == "-":
         return None
-    for c in host:
-        if c not in _HOST_INNER:
-            return None
+    # letters, digits, '.' and '-' only: three C calls, where a loop looked up every character
+    if not (host.isascii() and host.replace(".", "").replace("-", "").isalnum()):
+        return None
     port: int | None = None
     if colon:
         port = _usual_port(port_text)
@@ -120,11 +118,8 @@ def _parse_usual(text: str) -> Via | None:
 
 def _usual_port(text: str) -> int:
     """A port of 1 to 5 ASCII digits, 1..65535; 0 for anything else."""
-    if not 0 < len(text) <= 5:
+    if not (0 < len(text) <= 5 and text.isascii() and text.isdigit()):
         return 0
-    for c in text:
-        if c not in _DIGITS:
-            return 0
     port = int(text)
     return port if port <= 65535 else 0
 

@@ -57,7 +57,7 @@ def _c_way(data: bytes) -> Cut | None:
     flat = split.split_message(data, parse_module._keys, "content-length")
     if flat is None:
         return None
-    triples = [(flat[i], flat[i + 1], flat[i + 2]) for i in range(3, len(flat), 3)]
+    triples = [(flat[i], flat[i + 1], flat[i + 2]) for i in range(6, len(flat), 3)]
     return triples, flat[0], flat[1], flat[2]
 
 
@@ -161,3 +161,48 @@ def test_bad_calls_raise() -> None:
         split.split_message(b"abc", {}, b"content-length")  # type: ignore[arg-type]
     with pytest.raises(TypeError):
         split.split_message(b"abc", {})  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("line", "kind"),
+    [
+        (b"SIP/2.0 200 OK", 200),
+        (b"SIP/2.0 180 Ringing here", 180),
+        (b"SIP/2.0 200", 200),
+        (b"SIP/2.0 200 ", 200),
+        (b"SIP/2.0 699  two blanks", 699),
+        (b"SIP/2.0 2000 OK", 0),
+        (b"SIP/2.0 099 Low", 0),
+        (b"SIP/2.0 700 High", 0),
+        (b"SIP/2.0 20x OK", 0),
+        (b"SIP/3.0 200 OK", 0),
+        (b"SIP/2.0x 200 OK", 0),
+        (b"SIP/2.0 INVITE sip:a@b", 0),
+        (b"INVITE sip:a@b SIP/2.0", -1),
+        (b"NEWMETHOD sip:a@b SIP/2.0", -1),
+        (b"INVITE  sip:a@b SIP/2.0", 0),
+        (b"INVITE sip:a@b  SIP/2.0", 0),
+        (b" INVITE sip:a@b SIP/2.0", 0),
+        (b"INVITE sip:a@b SIP/2.0 ", 0),
+        (b"INVITE sip:a@b SIP/2.1", 0),
+        (b"INVITE sip:a@b", 0),
+        (b"INVITE", 0),
+        (b"", 0),
+    ],
+)
+def test_the_start_line_is_read_like_python_does(line: bytes, kind: int) -> None:
+    data = line + b"\r\nCall-ID: x\r\n\r\n"
+    parse_module._keys.setdefault(b"Call-ID", "call-id")
+    flat = split.split_message(data, parse_module._keys, "content-length")
+    assert flat is not None and flat[3] == kind
+    try:
+        expected = parse_module._start_line(line)
+    except ParseError as exc:
+        with pytest.raises(ParseError) as raised:
+            parse(data)
+        assert raised.value.status == exc.status
+        assert kind <= 0  # a status the C way read is one the Python way accepts
+        return
+    msg = parse(data)
+    assert (msg.method, msg.ruri, msg.status, msg.reason) == expected
+    assert msg.to_bytes() == data
