@@ -56,22 +56,48 @@ def _failed_objects(queue: object, answer: object) -> list[object]:
     return [obj for obj, _ in answer]
 
 
-@pytest.mark.parametrize("burst", [0, 80], ids=["quiet", "busy"])
-def test_datagrams_leave_in_order_from_our_socket(pair, burst: int) -> None:
-    """Quiet, ``send`` sends itself; after a busy 10 ms the thread sends: order holds."""
+def _send_all(queue: object, datagrams: list[bytes], dest: tuple[str, int]) -> None:
+    for data in datagrams:
+        assert queue.send(data, data, dest[0], dest[1]) is True  # type: ignore[attr-defined]
+
+
+def test_quiet_send_sends_itself(pair) -> None:
+    """Fewer sends than a busy window's (50 in 10 ms), the thread idle: ``send`` sends itself."""
     ours, peer = pair
     queue = sendq.SendQueue(ours.fileno())
     dest = peer.getsockname()
-    sent = [b"msg %d " % i + b"x" * (i % 300) for i in range(burst + 400)]
-    for i, data in enumerate(sent):
-        if i == burst and burst:
-            time.sleep(0.012)  # the next window sees a busy one before it
-        assert queue.send(data, data, dest[0], dest[1]) is True
+    for i in range(9):  # until the thread waits (it may still be starting): ≤ 5 sends per 10 ms
+        before = queue.queued
+        _send_all(queue, [b"warm-up %d" % i], dest)
+        assert _receive(peer, ours) == b"warm-up %d" % i
+        if queue.queued == before:
+            break
+        time.sleep(0.002)
+    before = queue.queued
+    assert before < 9, "the send thread never went idle"
+    sent = [b"msg %d " % i + b"x" * (i % 300) for i in range(40)]
+    _send_all(queue, sent, dest)
     assert [_receive(peer, ours) for _ in sent] == sent
-    if burst:  # after a busy window every datagram went through the thread
-        assert queue.queued >= len(sent) - burst
-    else:  # quiet: send() sent them itself (the first few may meet the thread still starting)
-        assert queue.queued < 50
+    assert queue.queued == before  # none of them through the thread
+    assert queue.close() is None
+
+
+def test_busy_sends_go_through_the_thread_in_order(pair) -> None:
+    """Bursts until a busy window hands the sends to the thread; order holds across the switch."""
+    ours, peer = pair
+    queue = sendq.SendQueue(ours.fileno())
+    dest = peer.getsockname()
+    deadline = time.monotonic() + 10
+    n = 0
+    while queue.queued == 0 and time.monotonic() < deadline:
+        burst = [b"burst %d" % (n + i) for i in range(60)]
+        n += len(burst)
+        _send_all(queue, burst, dest)
+        assert [_receive(peer, ours) for _ in burst] == burst
+    assert queue.queued > 0, "the thread never took over"
+    sent = [b"msg %d " % i + b"x" * (i % 300) for i in range(400)]
+    _send_all(queue, sent, dest)  # just after a busy window: the thread's, all or most
+    assert [_receive(peer, ours) for _ in sent] == sent
     assert queue.close() is None
 
 
