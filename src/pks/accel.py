@@ -85,7 +85,8 @@ MODULES: tuple[str, ...] = (
 #: ``.pyi`` stub and a pure-Python fallback in the module that imports it).
 C_EXTENSIONS: tuple[tuple[str, str], ...] = (
     ("pks.transport._sendq", "pks/transport/_sendq.c"),  # UDP sends by a native thread
-    ("pks.sip._split", "pks/sip/_split.c"),  # header lines → Header objects (the parser's loop)
+    ("pks.sip._split", "pks/sip/_split.c"),  # a message cut into start line, headers, body
+    ("pks.sip._via", "pks/sip/_via.c"),  # the usual Via value read in one pass
 )
 
 PURE = "pure Python"

@@ -13,6 +13,11 @@ from pks.sip.errors import ParseError
 from pks.sip.params import Params, get_param, parse_params
 from pks.sip.record import Record
 
+try:  # the optional accelerator (pks/sip/_via.c) of _parse_usual
+    from pks.sip._via import parse_usual as _c_usual
+except ImportError:  # not built (pure Python): _parse_usual always
+    _c_usual = None  # type: ignore[assignment]
+
 MAGIC: Final = "z9hG4bK"
 
 _VIA: Final = re.compile(
@@ -83,9 +88,14 @@ _TRANSPORTS: Final = {t: t for t in ("UDP", "TCP", "TLS", "SCTP", "WS", "WSS")}
 
 def parse_via(text: str) -> Via:
     """Parse one via-parm. The usual spelling (``SIP/2.0/UDP host[:port][;params]``, one
-    blank, a token host) is read with string methods; anything else — other blanks, IPv6,
-    an unusual transport, a malformed value — takes the general way (`parse_via_general`),
-    which gives the same `Via` or the error."""
+    blank, a token host) is read by the accelerator when built (pks/sip/_via.c), else with
+    string methods; anything else — other blanks, IPv6, an unusual transport, a malformed
+    value — takes the general way (`parse_via_general`), which gives the same `Via` or the
+    error."""
+    if _c_usual is not None:
+        f = _c_usual(text)
+        if f is not None:
+            return Via(f[0], f[1], f[2], f[3], f[4], f[5], f[6])
     via = _parse_usual(text)
     return via if via is not None else parse_via_general(text)
 
