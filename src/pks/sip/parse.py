@@ -4,6 +4,11 @@ Step ② of the data path: from the transport (one UDP datagram or one framed TC
 sanity. Only the start line, the header names and Content-Length are examined here; every
 other header is decoded lazily by ``Message`` when a later step asks for it (RFC 3261 §7, §18.3,
 §25). Raises ``ParseError`` — the only exception this module lets out.
+
+With the compiled core, `pks.sip._split` (C) cuts the usual message in one pass — start line,
+header lines, Content-Length, the empty line — and this module builds the ``Message`` from its
+result; whatever it leaves (a folded line, a name not seen yet, anything malformed) is read
+here, the pure core's only way, which also says what is wrong.
 """
 
 from __future__ import annotations
@@ -15,9 +20,9 @@ from pks.sip import names
 from pks.sip.errors import ParseError
 from pks.sip.message import Header, Message
 
-try:  # the optional accelerator (pks/sip/_split.c) of _split_headers' common case
+try:  # the optional accelerator (pks/sip/_split.c): the common case of parse's loops in C
     from pks.sip._split import split_message as _c_split
-except ImportError:  # not built (pure Python): _split_headers always
+except ImportError:  # not built (pure Python): _start_line, _split_headers, _content_length
     _c_split = None  # type: ignore[assignment]
 
 _TOKEN: Final = re.compile(rb"[A-Za-z0-9\-.!%*_+`'~]+\Z")
