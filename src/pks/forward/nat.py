@@ -44,12 +44,13 @@ def is_private(host: str) -> bool:
 def fix_top_via(via: Via, source: Address) -> str | None:
     """New text for the top Via with received/rport, or None when nothing changes."""
     has_rport = via.has_rport
+    if (
+        not has_rport
+        and via.received is None
+        and (via.host == source.host or via.host_bare == source.host)
+    ):
+        return None  # a peer that writes its own address and asks for no rport
     params = via.params
-    if not has_rport and via.host == source.host and via.received is None:
-        return None  # the usual request from a peer that writes its own address
-    add_received = has_rport or via.host_bare != source.host or via.received is not None
-    if not add_received:
-        return None
     text = via.text
     if has_rport and params[-1] == _BARE_RPORT and text.endswith(";rport") and _once(params):
         # the usual spelling (an empty rport last, no received): the text as written + both

@@ -150,7 +150,7 @@ def _head(data: bytes, first_end: int, end: int) -> bytes:
 
 
 def _start(
-    data: bytes, first_end: int, start: int, flat: list[Any] | None
+    data: bytes, first: bytes, start: int, flat: list[Any] | None
 ) -> tuple[str | None, str | None, int | None, str | None]:
     """(method, request-URI, status, reason): from the accelerator's cut when it read a usual
     start line (and a request's method was checked once before), else by `_start_line` — a
@@ -158,17 +158,16 @@ def _start(
     if flat is not None:
         kind = flat[3]
         if kind > 0:
-            return None, None, kind, data[flat[4] : first_end].decode("utf-8", "replace")
+            return None, None, kind, first[flat[4] :].decode("utf-8", "replace")
         if kind < 0:
             method = _methods.get(data[: flat[4]])
             if method is not None:
                 return method, data[flat[4] + 1 : flat[5]].decode("latin-1"), None, None
-    first = data[:first_end]
     try:
         return _start_line(first)
     except ParseError as exc:
         if not first.startswith(b"SIP/"):
-            exc.partial = _partial_request(first, _head(data, first_end, start - 4))
+            exc.partial = _partial_request(first, _head(data, len(first), start - 4))
         raise
 
 
@@ -186,15 +185,16 @@ def parse(data: bytes, *, stream: bool = False) -> Message:
         first_end = flat[0]
         start = flat[1]
     first = data[:first_end]
-    method, ruri, status, reason = _start(data, first_end, start, flat)
-    length: int | None
+    method, ruri, status, reason = _start(data, first, start, flat)
     if flat is not None:
         headers = [Header(flat[i], flat[i + 1], flat[i + 2]) for i in range(6, len(flat), 3)]
-        msg = Message(first, headers, b"", method=method, ruri=ruri, status=status, reason=reason)
-        length = flat[2] if flat[2] >= 0 else None
     else:
         headers = _split_headers(_head(data, first_end, start - 4))
-        msg = Message(first, headers, b"", method=method, ruri=ruri, status=status, reason=reason)
+    msg = Message(first, headers, b"", method=method, ruri=ruri, status=status, reason=reason)
+    length: int | None
+    if flat is not None:
+        length = flat[2] if flat[2] >= 0 else None
+    else:
         try:
             length = _content_length(headers)
         except ParseError as exc:

@@ -94,12 +94,13 @@ def test_a_usual_message_is_cut_like_python_does() -> None:
 def test_every_rfc4475_message_is_cut_like_python_does() -> None:
     files = sorted(RFC4475.glob("*.sip"))
     assert len(files) > 40
+    answered = []
     for path in files:
         data = path.read_bytes()
         with contextlib.suppress(ParseError):
             parse(data)  # learns the names (or refuses the message)
-        _same(data)
-    answered = [p.stem for p in files if _same(p.read_bytes())]
+        if _same(data):
+            answered.append(path.stem)
     assert len(answered) > 20  # the C way answered most of them itself
 
 

@@ -23,6 +23,14 @@ _PIECES = st.sampled_from(
 )  # fmt: skip
 
 
+USUAL = [
+    "SIP/2.0/UDP 127.0.1.1:5060;branch=z9hG4bK-1-1-0;rport",
+    " SIP/2.0/UDP pbx.example.com;branch=z9hG4bKx;received=10.0.0.1;rport=5070 ",
+    "SIP/2.0/TCP h:5061",
+    "SIP/2.0/UDP h",
+]
+
+
 def _outcome(parse: object, text: str) -> object:
     try:
         return parse(text)  # type: ignore[operator]
@@ -41,15 +49,7 @@ def test_usual_reader_agrees_with_the_grammar(pieces: list[str]) -> None:
     assert _outcome(parse_via, text) == general
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        "SIP/2.0/UDP 127.0.1.1:5060;branch=z9hG4bK-1-1-0;rport",
-        " SIP/2.0/UDP pbx.example.com;branch=z9hG4bKx;received=10.0.0.1;rport=5070 ",
-        "SIP/2.0/TCP h:5061",
-        "SIP/2.0/UDP h",
-    ],
-)
+@pytest.mark.parametrize("text", USUAL)
 def test_usual_spellings_take_the_fast_way(text: str) -> None:
     via = _parse_usual(text)
     assert via is not None and via == parse_via_general(text)
@@ -98,13 +98,7 @@ def test_the_accelerator_reads_what_the_usual_reader_reads(start: str, pieces: l
 @needs_c
 @pytest.mark.parametrize(
     "text",
-    [
-        "SIP/2.0/UDP 127.0.1.1:5060;branch=z9hG4bK-1-1-0;rport",
-        " SIP/2.0/UDP pbx.example.com;branch=z9hG4bKx;received=10.0.0.1;rport=5070 ",
-        "SIP/2.0/TCP h:5061",
-        "SIP/2.0/UDP h",
-        "SIP/2.0/WSS h;Branch = z9hG4bKx ; RPORT;ttl",
-    ],
+    [*USUAL, "SIP/2.0/WSS h;Branch = z9hG4bKx ; RPORT;ttl"],
 )
 def test_usual_spellings_are_read_by_the_accelerator(text: str) -> None:
     fields = c_usual(text)  # type: ignore[misc]
