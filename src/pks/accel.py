@@ -87,6 +87,7 @@ C_EXTENSIONS: tuple[tuple[str, str], ...] = (
     ("pks.transport._sendq", "pks/transport/_sendq.c"),  # UDP sends by a native thread
     ("pks.sip._split", "pks/sip/_split.c"),  # a message cut into start line, headers, body
     ("pks.sip._via", "pks/sip/_via.c"),  # the usual Via value read in one pass
+    ("pks.route._keytable", "pks/route/_keytable.c"),  # the dialplan index's compact tables
 )
 
 PURE = "pure Python"
