@@ -193,6 +193,8 @@ static PyObject *KeyTable_get(KeyTable *self, PyObject *const *args, Py_ssize_t 
         return NULL;
     }
     PyObject *subject = args[0];
+    if (PyUnicode_READY(subject) < 0)
+        return NULL;
     Py_ssize_t n = PyUnicode_GET_LENGTH(subject);
     if (nargs == 2) {
         Py_ssize_t length = PyLong_AsSsize_t(args[1]);
