@@ -74,6 +74,9 @@ class _Entry(Generic[T]):
         self.next: _Entry[T] | None = None
 
 
+_Get = Callable[[str, int], "_Entry[T] | None"]  # KeyTable.get: (subject, length) → entry
+
+
 def _chain(entries: list[_Entry[T]]) -> _Entry[T]:
     """Link a bucket's entries in rank order; those after an untested one can never win."""
     for entry, following in itertools.pairwise(entries):
@@ -86,7 +89,7 @@ def _chain(entries: list[_Entry[T]]) -> _Entry[T]:
 class RuleIndex(Generic[T]):
     """An ordered rule list (rank = position) answering "first rule that matches"."""
 
-    __slots__ = ("_exact", "_lengths", "_prefixes", "_scan")
+    __slots__ = ("_exact", "_lengths", "_prefix", "_scan")
 
     def __init__(self, rules: Iterable[IndexedRule[T]]) -> None:
         exact: dict[str, _Entry[T]] = {}
@@ -102,8 +105,9 @@ class RuleIndex(Generic[T]):
                 raise ValueError("a rule that is neither exact nor prefixed needs a test")
             else:
                 scan.append(_Entry(rank, rule.test, rule.item))
-        self._exact = KeyTable(exact) if exact else None
-        self._prefixes = KeyTable({key: _chain(entries) for key, entries in prefixes.items()})
+        # the tables' bound ``get``: compiled code then calls the C method directly
+        self._exact: _Get[T] | None = KeyTable(exact).get if exact else None
+        self._prefix: _Get[T] = KeyTable({k: _chain(v) for k, v in prefixes.items()}).get
         self._lengths = tuple(sorted({len(key) for key in prefixes}))
         self._scan = tuple(scan)
 
@@ -113,16 +117,16 @@ class RuleIndex(Generic[T]):
         best: T | None = None
         exact = self._exact
         if exact is not None:
-            hit = exact.get(subject)
+            hit = exact(subject, -1)
             if hit is not None:
                 best_rank, best = hit.rank, hit.item
         if self._lengths:
             size = len(subject)
-            prefixes = self._prefixes
+            prefix = self._prefix
             for length in self._lengths:
                 if length > size:
                     break
-                entry = prefixes.get(subject, length)
+                entry = prefix(subject, length)
                 while entry is not None and entry.rank < best_rank:
                     test = entry.test
                     if test is None or test(subject):
