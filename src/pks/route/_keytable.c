@@ -77,9 +77,8 @@ static inline int slot_is(const Slot *slot, uint32_t check, const unsigned char 
     return size == n && memcmp(copy, s, (size_t)n) == 0;
 }
 
-/* The slot holding key s[:n], or the empty slot where it would go. */
-static inline Slot *probe(const KeyTable *t, const unsigned char *s, Py_ssize_t n) {
-    uint64_t h = hash_bytes(s, n);
+/* The slot holding key s[:n] (whose hash_bytes is h), or the empty slot where it would go. */
+static inline Slot *probe(const KeyTable *t, const unsigned char *s, Py_ssize_t n, uint64_t h) {
     uint32_t check = (uint32_t)(h >> 32);
     size_t i = (size_t)h & t->mask;
     for (;;) {
@@ -88,6 +87,11 @@ static inline Slot *probe(const KeyTable *t, const unsigned char *s, Py_ssize_t 
             return slot;
         i = (i + 1) & t->mask;
     }
+}
+
+/* The value of key s[:n] (borrowed), or NULL. */
+static inline PyObject *lookup(const KeyTable *t, const unsigned char *s, Py_ssize_t n) {
+    return probe(t, s, n, hash_bytes(s, n))->value;
 }
 
 static int put(KeyTable *t, PyObject *key, PyObject *value) {
@@ -104,13 +108,13 @@ static int put(KeyTable *t, PyObject *key, PyObject *value) {
     }
     const unsigned char *s = PyUnicode_1BYTE_DATA(key);
     Py_ssize_t n = PyUnicode_GET_LENGTH(key);
-    Slot *slot = probe(t, s, n);
+    uint64_t h = hash_bytes(s, n);
+    Slot *slot = probe(t, s, n, h);
     if (slot->value != NULL) { /* a mapping has each key once; keep the last, as dict() does */
         Py_INCREF(value);
         Py_SETREF(slot->value, value);
         return 0;
     }
-    uint64_t h = hash_bytes(s, n);
     slot->check = (uint32_t)(h >> 32);
     if (n <= INLINE_KEY) {
         slot->len = (uint8_t)n;
@@ -206,14 +210,14 @@ static PyObject *KeyTable_get(KeyTable *self, PyObject *const *args, Py_ssize_t 
     PyObject *value = NULL;
     if (PyUnicode_KIND(subject) == PyUnicode_1BYTE_KIND) {
         if (self->slots != NULL)
-            value = probe(self, PyUnicode_1BYTE_DATA(subject), n)->value;
+            value = lookup(self, PyUnicode_1BYTE_DATA(subject), n);
     } else { /* its slice may fit a byte (a slot) or not (the dict) */
         PyObject *slice = PyUnicode_Substring(subject, 0, n);
         if (slice == NULL)
             return NULL;
         if (PyUnicode_KIND(slice) == PyUnicode_1BYTE_KIND) {
             if (self->slots != NULL)
-                value = probe(self, PyUnicode_1BYTE_DATA(slice), n)->value;
+                value = lookup(self, PyUnicode_1BYTE_DATA(slice), n);
         } else if (self->wide != NULL) {
             value = PyDict_GetItemWithError(self->wide, slice);
             if (value == NULL && PyErr_Occurred()) {
