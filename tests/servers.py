@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 from pks.config import Settings
 from pks.server import Server
@@ -23,13 +24,17 @@ def free_tcp_port(host: str = "127.0.0.1") -> int:
 
 
 @contextlib.asynccontextmanager
-async def running_server(listen: str, db_url: str) -> AsyncIterator[Server]:
-    """Started on ``listen`` over ``db_url``, without gateway probing; closed at the end."""
+async def running_server(listen: str, db_url: str, **overrides: Any) -> AsyncIterator[Server]:
+    """Started on ``listen`` over ``db_url``, without gateway probing; closed at the end.
+    ``overrides``: more settings (``admin_token=...``)."""
     settings = Settings(
-        ds_ping_interval=0,
-        listen=listen,
-        db_url=db_url,
-        admin_listen=f"127.0.0.1:{free_tcp_port()}",
+        **{
+            "ds_ping_interval": 0,
+            "listen": listen,
+            "db_url": db_url,
+            "admin_listen": f"127.0.0.1:{free_tcp_port()}",
+            **overrides,
+        }
     )
     srv = Server(settings)
     await asyncio.wait_for(srv.start(), 10)

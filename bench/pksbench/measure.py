@@ -1,25 +1,30 @@
-"""Scenario 1: the same SIPp load through each target, one target at a time.
+"""Scenarios 1 and 3: the same SIPp load through each target, one target at a time.
 
-Per target, with both callees running for the whole phase:
+Per target, with one SIPp callee (the gateway) running for the whole phase:
 
-1. **check** — a few calls at a low rate must all succeed (and, through a proxy, reach both
-   gateways); otherwise the target is reported as broken and skipped.
+1. **check** — a few calls at a low rate must all succeed; otherwise the target is reported
+   as broken and skipped.
 2. **latency and CPU** — a fixed moderate rate for a fixed time: INVITE→200 p50/p99 from
    SIPp's message trace, proxy CPU seconds (all processes of its tree) per successful call.
-3. **maximum rate** — steps of ``step_seconds`` each: the rate grows ``growth`` times from
-   ``start_rate`` until a step fails, then bisects ``refine`` times. A step passes when fewer
-   than 0.1 % of its calls failed and SIPp kept the pace (all calls created within 25 % of
-   the step time). A step that follows a failed one starts on fresh processes (proxy and
-   callees restarted): it measures its own rate, not the aftermath of the overload before
-   (the failed calls' transactions and retransmissions go on for up to 32 s, Timer B/H).
-   A failed step is tried again ``confirm`` times (on fresh processes) before the rate counts
-   as failed: on a shared machine one 10-second trial near saturation passes or fails on a
-   passing hiccup, and the rate a target sustains is the one it can pass, for every target
-   alike.
-   The proxy's CPU seconds (all processes) from the start of a step until it is idle again,
-   per successful call, are kept with each step: the CPU a call costs under load, next to
-   step 2's figure at a moderate rate. Between steps the proxy is left to go idle (bounded).
-4. **memory** — the proxy and the callees are restarted, its idle memory read, then N calls
+3. **maximum rate** — steps of ``step_seconds``, each a fresh SIPp caller: the rate grows
+   ``growth`` times from ``start_rate`` until a step fails, then is bisected until the lowest
+   failed rate is within ``precision`` of the highest passed one. A step passes (``judge``)
+   with at most ``MAX_FAILED`` failed calls, at most ``MAX_RETRANS`` retransmissions per call
+   (the caller's and the callee's) and SIPp creating calls at ``MIN_PACE`` of the target rate
+   or more. A step that follows a failed one starts on fresh processes (proxy and callee
+   restarted): it measures its own rate, not the aftermath of the overload before (failed
+   calls' transactions and retransmissions go on for up to 32 s, Timer B/H). A failed step
+   is tried again ``confirm`` times (on fresh processes) before the rate counts as failed,
+   for every target alike. The same rules apply to the SIPp direct ceiling.
+   The proxy's CPU seconds from the start of a step until it is idle again, per successful
+   call, are kept with each step: the step at the target's maximum gives the CPU per call at
+   saturation.
+4. **flood** (scenario 3, proxies, when ``plan.flood_rate``) — on fresh processes, calls at
+   half the clean maximum for ``flood_seconds``; then again on fresh processes with
+   ``pksbench.flood`` sending ``flood_rate`` datagrams/s from strangers' loopback addresses
+   from 1 s before the first call to 1 s after. Failed calls of both runs, and the proxy CPU
+   the flood cost (with minus without, over the flood's duration).
+5. **memory** — the proxy and the callee are restarted, its idle memory read, then N calls
    are opened at ``concurrent_rate`` and held; RSS and PSS (summed over its processes) are
    read while all N are open, then the caller is stopped (the proxy is stopped right after).
 
@@ -28,17 +33,26 @@ Every wait is bounded; every process started here is stopped at the end of its p
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from pksbench import procs, sipp
-from pksbench.tables import UAC_IP, write_numbers
+from pksbench.tables import GATEWAY_IPS, UAC_IP
 from pksbench.targets import Target
 
-MAX_FAILED = 0.001
+BENCH = Path(__file__).resolve().parent.parent
+GATEWAYS = GATEWAY_IPS[:1]  # scenario 1: one callee (as few SIPp processes as it needs)
+
+MAX_FAILED = 0.001  # a step passes with at most 0.1 % of its calls failed,
+MAX_RETRANS = 0.01  # at most 1 retransmission per 100 calls (caller's and callee's),
+MIN_PACE = 0.95  # and SIPp creating calls at 95 % of the target rate or more
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,51 +64,61 @@ class Plan:
     start_rate: float
     growth: float
     rate_cap: float
-    refine: int
+    precision: float  # bisect until (lowest failed - highest passed) / highest passed <= this
     confirm: int
-    hold_ms: int
+    hold_ms: int  # between ACK and BYE in the rate steps (0: the scenario has no pause)
     latency_rate: float
     latency_seconds: float
     concurrent: int
     concurrent_rate: float
     hold_margin_s: float
+    buff_size: int = sipp.BUFF_SIZE
+    flood_rate: float = 0.0  # datagrams/s from strangers in the flood phase (0: no flood)
+    flood_seconds: float = 10.0
     recv_timeout_ms: int = 4000
     ready_timeout: float = 60.0
     settle_timeout: float = 10.0
 
 
-def make_plan(quick: bool, concurrent: int | None = None) -> Plan:
+def make_plan(quick: bool, concurrent: int | None = None, **overrides: float | None) -> Plan:
+    """The full plan (the benchmark's rules) or the quick one; ``overrides`` (non-None) win."""
     if quick:
-        return Plan(
+        plan = Plan(
             quick=True,
-            step_seconds=3,
-            start_rate=250,
-            growth=3,
-            rate_cap=8000,
-            refine=1,
+            step_seconds=4,
+            start_rate=500,
+            growth=2,
+            rate_cap=32000,
+            precision=0.13,
             confirm=0,
-            hold_ms=500,
-            latency_rate=100,
-            latency_seconds=6,
+            hold_ms=0,
+            latency_rate=200,
+            latency_seconds=5,
             concurrent=concurrent or 1000,
             concurrent_rate=250,
             hold_margin_s=5,
+            flood_seconds=5,
         )
-    return Plan(
-        quick=False,
-        step_seconds=10,
-        start_rate=100,
-        growth=2,
-        rate_cap=16000,
-        refine=4,
-        confirm=1,
-        hold_ms=1000,
-        latency_rate=100,
-        latency_seconds=30,
-        concurrent=concurrent or 10_000,
-        concurrent_rate=500,
-        hold_margin_s=8,
-    )
+    else:
+        plan = Plan(
+            quick=False,
+            step_seconds=10,
+            start_rate=500,
+            growth=1.5,
+            rate_cap=32000,
+            precision=0.03,
+            confirm=1,
+            hold_ms=0,
+            latency_rate=200,
+            latency_seconds=30,
+            concurrent=concurrent or 10_000,
+            concurrent_rate=500,
+            hold_margin_s=8,
+            flood_rate=20_000,
+            flood_seconds=10,
+        )
+    given: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+    return replace(plan, **given) if given else plan
 
 
 @dataclass
@@ -103,24 +127,97 @@ class Step:
     passed: bool
     result: sipp.UacResult
     cpu_ms_per_call: float | None = None  # proxies only: until idle again, per successful call
+    why: str = ""  # which rule a failed step broke
 
     def as_dict(self) -> dict[str, object]:
         r = self.result
         return {
             "rate": self.rate,
             "passed": self.passed,
+            "why": self.why,
             "cpu_ms_per_call": self.cpu_ms_per_call,
             "planned": r.planned,
             "successful": r.successful,
             "failed": r.failed,
             "failed_ratio": round(r.failed_ratio, 6),
             "retransmissions": r.retransmissions,
+            "callee_retransmissions": r.callee_retransmissions,
+            "retrans_ratio": round(r.retrans_ratio, 6),
+            "achieved_rate": r.achieved_rate,
             "failure_kinds": {k: v for k, v in r.failure_kinds.items() if v},
             "creation_seconds": r.creation_seconds,
             "exit_code": r.exit_code,
             "rtd_repartition_ms": r.rtd_repartition,
             "unexpected": r.unexpected,
         }
+
+
+def judge(res: sipp.UacResult, rate: float) -> str:
+    """Why a step at ``rate`` fails the rules ("" when it passes)."""
+    why = []
+    if res.failed_ratio > MAX_FAILED:
+        why.append(f"{_pct(res.failed_ratio)} failed")
+    if res.retrans_ratio > MAX_RETRANS:
+        why.append(f"{res.retrans_ratio * 100:.3g} retransmissions per 100 calls")
+    if res.achieved_rate is None or res.achieved_rate < MIN_PACE * rate:
+        got = "?" if res.achieved_rate is None else f"{res.achieved_rate / rate * 100:.0f} %"
+        why.append(f"pace {got} of the target")
+    if res.exit_code not in (0, 1):
+        why.append(f"SIPp exit {res.exit_code}")
+    return ", ".join(why)
+
+
+@dataclass
+class FloodResult:
+    """Legitimate calls at half the clean maximum, without and then with a stranger's flood."""
+
+    legit_rate: float
+    flood_rate_asked: float
+    calls: int = 0
+    failed_clean: int | None = None
+    failed_flood: int | None = None
+    retrans_clean: int | None = None
+    retrans_flood: int | None = None
+    cpu_clean_s: float | None = None  # proxy CPU from the caller's start until idle again
+    cpu_flood_s: float | None = None
+    flood: dict[str, object] = field(default_factory=dict)  # what the flood process sent
+    error: str | None = None
+
+    @property
+    def flood_seconds(self) -> float | None:
+        value = self.flood.get("seconds")
+        return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+    @property
+    def flood_rate_reached(self) -> float | None:
+        value = self.flood.get("rate_reached")
+        return float(value) if isinstance(value, (int, float)) else None
+
+    @property
+    def answers(self) -> int | None:
+        value = self.flood.get("answers")
+        return value if isinstance(value, int) else None
+
+    @property
+    def cpu_share(self) -> float | None:
+        """CPU the flood cost the proxy, in cores (1.0 = one core busy) over the flood."""
+        if self.cpu_clean_s is None or self.cpu_flood_s is None or not self.flood_seconds:
+            return None
+        return (self.cpu_flood_s - self.cpu_clean_s) / self.flood_seconds
+
+    @property
+    def us_per_datagram(self) -> float | None:
+        sent = self.flood.get("sent")
+        if self.cpu_clean_s is None or self.cpu_flood_s is None or not isinstance(sent, int):
+            return None
+        return (self.cpu_flood_s - self.cpu_clean_s) * 1e6 / sent if sent else None
+
+    def as_dict(self) -> dict[str, object]:
+        data = dict(vars(self))
+        data["cpu_share_cores"] = self.cpu_share
+        data["answers"] = self.answers
+        data["us_per_datagram"] = self.us_per_datagram
+        return data
 
 
 @dataclass
@@ -135,6 +232,7 @@ class TargetResult:
     gateway_calls: dict[str, int] = field(default_factory=dict)
     max_cps: float | None = None
     max_cps_capped: bool = False
+    lowest_failed: float | None = None
     steps: list[Step] = field(default_factory=list)
     latency_rate: float | None = None
     latency_calls: int | None = None
@@ -151,6 +249,7 @@ class TargetResult:
     held_rss_mib: float | None = None
     held_pss_mib: float | None = None
     processes: int | None = None
+    flood: FloodResult | None = None
 
     @property
     def rss_kib_per_call(self) -> float | None:
@@ -166,15 +265,22 @@ class TargetResult:
         assert self.held_pss_mib is not None and self.idle_pss_mib is not None
         return (self.held_pss_mib - self.idle_pss_mib) * 1024 / self.concurrent_reached
 
-    def step_cpu_ms(self, rate: float) -> float | None:
+    def step_cpu_ms(self, rate: float | None) -> float | None:
         """Proxy CPU per call in the passed step at ``rate`` (None: no such step)."""
         return next((s.cpu_ms_per_call for s in self.steps if s.rate == rate and s.passed), None)
 
+    @property
+    def saturation_cpu_ms(self) -> float | None:
+        """Proxy CPU per call in the step at its own maximum rate."""
+        return self.step_cpu_ms(self.max_cps)
+
     def as_dict(self) -> dict[str, object]:
-        data = {k: v for k, v in vars(self).items() if k != "steps"}
+        data = {k: v for k, v in vars(self).items() if k not in ("steps", "flood")}
         data["steps"] = [s.as_dict() for s in self.steps]
+        data["flood"] = self.flood.as_dict() if self.flood is not None else None
         data["rss_kib_per_call"] = self.rss_kib_per_call
         data["pss_kib_per_call"] = self.pss_kib_per_call
+        data["saturation_cpu_ms"] = self.saturation_cpu_ms
         return data
 
 
@@ -182,16 +288,17 @@ Log = Callable[[str], None]
 
 
 class Runner:
-    """Drives one target through the four measurements."""
+    """Drives one target through the measurements (the flood when ``plan.flood_rate``)."""
 
     def __init__(
-        self, target: Target, plan: Plan, db: Path, numbers: list[str], workdir: Path, log: Log
+        self, target: Target, plan: Plan, db: Path, called: str, workdir: Path, log: Log
     ) -> None:
         self.target = target
         self.plan = plan
         self.db = db
         self.workdir = workdir / target.name
-        self.numbers = write_numbers(self.workdir / "numbers.csv", numbers, target.destinations)
+        self.called = called
+        self.gateways = GATEWAYS
         self.log = log
         self.result = TargetResult(target.name, target.label)
         self._uas: list[procs.Proc] = []
@@ -207,6 +314,8 @@ class Runner:
             if self._check():
                 self._latency()
                 self._max_rate()
+                if self.target.is_proxy and self.plan.flood_rate > 0:
+                    self._flood()
                 if self.target.is_proxy:
                     self._memory()
         except RuntimeError as exc:
@@ -222,7 +331,7 @@ class Runner:
         return self.result
 
     def _start_callees(self) -> None:
-        self._uas = start_callees(self.target.gateways, self.workdir)
+        self._uas = start_callees(self.gateways, self.workdir, self.plan.buff_size)
 
     def _start_target(self) -> None:
         self.target.start(self.db, self.workdir, self.plan.ready_timeout)
@@ -235,7 +344,7 @@ class Runner:
             return
         time.sleep(1.2)  # callees write their statistics once a second
         counts = self.result.gateway_calls
-        for ip in self.target.gateways:
+        for ip in self.gateways:
             counts[ip] = counts.get(ip, 0) + sipp.uas_counts(self.workdir, ip)[0]
 
     def _restart(self) -> None:
@@ -266,14 +375,28 @@ class Runner:
             rate,
             calls,
             self.plan.hold_ms if hold_ms is None else hold_ms,
-            self.numbers,
+            self.called,
             self.workdir,
             f"{self._counter:02d}-{kind}-{rate:g}",
             uac_ip=UAC_IP,
             recv_timeout_ms=self.plan.recv_timeout_ms,
             trace_messages=trace,
             limit=limit,
+            buff_size=self.plan.buff_size,
         )
+
+    def _callee_retrans(self) -> int:
+        return sum(sipp.uas_retransmissions(self.workdir, ip) for ip in self.gateways)
+
+    def _finish(self, uac: sipp.Uac, callee_before: int) -> sipp.UacResult:
+        """``finish_uac``, and the callees' retransmissions since ``callee_before``."""
+        res = sipp.finish_uac(uac)
+        ended = time.monotonic()
+        self._settle()
+        # callees write their statistics once a second: read them after the next write
+        time.sleep(max(0.0, ended + 1.1 - time.monotonic()))
+        res.callee_retransmissions = max(0, self._callee_retrans() - callee_before)
+        return res
 
     def _settle(self) -> None:
         """Wait (bounded) until the proxy's process tree is nearly idle."""
@@ -340,44 +463,42 @@ class Runner:
             self._restart()  # the failed step's calls would still be winding down
         self._settle()
         before = procs.cpu_seconds(self.target.pids())
-        res = sipp.finish_uac(self._uac("step", rate, calls))
+        callee_before = self._callee_retrans()
+        res = self._finish(self._uac("step", rate, calls), callee_before)
         cpu_ms: float | None = None
         if self.target.is_proxy and res.successful:
-            self._settle()
             after = procs.cpu_seconds(self.target.pids())
             cpu_ms = procs.cpu_delta(before, after) * 1000 / res.successful
-        kept_pace = (
-            res.creation_seconds is not None
-            and res.creation_seconds <= plan.step_seconds * 1.25 + 1
-        )
-        passed = res.failed_ratio < MAX_FAILED and kept_pace and res.exit_code in (0, 1)
+        why = judge(res, rate)
         self.log(
             f"  {self.target.label}: {rate:g} cps x {plan.step_seconds:g}s"
-            f" {'pass' if passed else 'FAIL'}: {res.summary()}"
+            f" {'pass' if not why else 'FAIL (' + why + ')'}: {res.summary()}"
             + (f", CPU {_fmt(cpu_ms)} ms/call" if cpu_ms is not None else "")
         )
-        step = Step(rate, passed, res, cpu_ms)
+        step = Step(rate, not why, res, cpu_ms, why)
         self.result.steps.append(step)
         return step
 
     def _max_rate(self) -> None:
+        """Ramp ×growth until a step fails, then bisect until the gap is within precision."""
         plan = self.plan
         best: float | None = None
         worst: float | None = None
         rate = plan.start_rate
-        for _ in range(12):  # growing, or shrinking when the first step fails
+        for _ in range(20):  # growing, or shrinking when the first step fails
             if self._step(rate).passed:
                 best = rate
                 if worst is not None or rate * plan.growth > plan.rate_cap:
                     break
-                rate *= plan.growth
+                rate = _round_rate(rate * plan.growth)
             else:
                 worst = rate
                 if best is not None or rate / plan.growth < 10:
                     break
                 rate = _round_rate(rate / plan.growth)
-        for _ in range(plan.refine if best is not None and worst is not None else 0):
-            assert best is not None and worst is not None
+        for _ in range(12):
+            if best is None or worst is None or (worst - best) / best <= plan.precision:
+                break
             mid = _round_rate((best + worst) / 2)
             if mid in (best, worst):
                 break
@@ -386,8 +507,65 @@ class Runner:
             else:
                 worst = mid
         self.result.max_cps = best
+        self.result.lowest_failed = worst
         self.result.max_cps_capped = best is not None and worst is None
-        self.log(f"  {self.target.label}: max {_fmt(best)} cps")
+        self.log(f"  {self.target.label}: max {_fmt(best)} cps (lowest failed {_fmt(worst)})")
+
+    def _flood(self) -> None:
+        """Half the clean maximum, without then with a stranger's flood, on fresh processes."""
+        plan = self.plan
+        r = self.result
+        if r.max_cps is None:
+            return
+        rate = _round_rate(r.max_cps / 2)
+        calls = max(1, math.ceil(rate * plan.flood_seconds))
+        fr = r.flood = FloodResult(rate, plan.flood_rate, calls)
+        try:
+            self._restart()
+            clean, fr.cpu_clean_s, _ = self._flood_run(rate, calls, flood=False)
+            fr.failed_clean = clean.planned - clean.successful
+            fr.retrans_clean = clean.retransmissions
+            self._restart()
+            flooded, fr.cpu_flood_s, fr.flood = self._flood_run(rate, calls, flood=True)
+            fr.failed_flood = flooded.planned - flooded.successful
+            fr.retrans_flood = flooded.retransmissions
+        except RuntimeError as exc:
+            fr.error = str(exc)
+        share = fr.cpu_share
+        self.log(
+            f"  {self.target.label}: flood {_fmt(fr.flood_rate_reached)} datagrams/s asked"
+            f" {plan.flood_rate:g}, legitimate {rate:g} cps x {calls}: failed {fr.failed_clean}"
+            f" clean / {fr.failed_flood} flooded; proxy CPU {_fmt(fr.cpu_clean_s)} /"
+            f" {_fmt(fr.cpu_flood_s)} s, flood share"
+            f" {'–' if share is None else f'{share * 100:.0f} % of a core'};"
+            f" {_fmt(fr.answers)} answers to the strangers"
+            + (f"; ERROR {fr.error}" if fr.error else "")
+        )
+
+    def _flood_run(
+        self, rate: float, calls: int, *, flood: bool
+    ) -> tuple[sipp.UacResult, float, dict[str, object]]:
+        """Legitimate calls (with the flood around them): result, proxy CPU s, flood report."""
+        plan = self.plan
+        self._settle()
+        before = procs.cpu_seconds(self.target.pids())
+        sent: dict[str, object] = {}
+        proc = None
+        report = self.workdir / f"flood-{self._counter + 1:02d}.json"
+        if flood:
+            seconds = calls / rate + 2.0  # from 1 s before the first call to 1 s after
+            proc = start_flood(self.target.address, plan.flood_rate, seconds, report, self.workdir)
+            time.sleep(1.0)
+        res = self._finish(self._uac("flood" if flood else "clean", rate, calls), 0)
+        if proc is not None:
+            procs.wait(proc, timeout=30)
+            sent = read_flood_report(report)
+            if not sent:
+                raise RuntimeError(f"the flood sent nothing:\n{proc.tail()}")
+            self._settle()
+        after = procs.cpu_seconds(self.target.pids())
+        self.log(f"  {self.target.label}: {'flooded' if flood else 'clean'} {res.summary()}")
+        return res, procs.cpu_delta(before, after), sent
 
     def _memory_hold_ms(self, rate: float) -> int:
         ramp = self.plan.concurrent / rate
@@ -438,10 +616,34 @@ class Runner:
         )
 
 
-def start_callees(gateways: tuple[str, ...], workdir: Path) -> list[procs.Proc]:
+def start_flood(
+    target: tuple[str, int], rate: float, seconds: float, report: Path, workdir: Path
+) -> procs.Proc:
+    """``python -m pksbench.flood`` in its own process (its CPU is not the harness's)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(BENCH), env.get("PYTHONPATH")) if p)
+    argv = [sys.executable, "-m", "pksbench.flood", f"{target[0]}:{target[1]}"]
+    argv += ["--rate", f"{rate:g}", "--seconds", f"{seconds:.1f}", "--report", str(report)]
+    return procs.start("flood", argv, workdir, env=env)
+
+
+def read_flood_report(report: Path) -> dict[str, object]:
+    try:
+        data = json.loads(report.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def start_callees(
+    gateways: tuple[str, ...], workdir: Path, buff_size: int | None = sipp.BUFF_SIZE
+) -> list[procs.Proc]:
     """One SIPp callee per gateway address, up and bound (bounded wait)."""
     # A callee waits for the caller's BYE longer than any hold of the memory phase.
-    started = [sipp.start_uas(ip, 5060, workdir, recv_timeout_ms=600_000) for ip in gateways]
+    started = [
+        sipp.start_uas(ip, 5060, workdir, recv_timeout_ms=600_000, buff_size=buff_size)
+        for ip in gateways
+    ]
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         if all(procs.udp_bound(ip, 5060) for ip in gateways):
@@ -456,11 +658,16 @@ def start_callees(gateways: tuple[str, ...], workdir: Path) -> list[procs.Proc]:
 
 
 def _round_rate(rate: float) -> float:
-    """Round to 2 significant figures (rates are reported, not tuned to the unit)."""
+    """Round to 3 significant figures (fine enough for a bisection to 3 %)."""
     if rate <= 0:
         return rate
-    digits = 1 - math.floor(math.log10(rate))
+    digits = 2 - math.floor(math.log10(rate))
     return float(round(rate, digits))
+
+
+def _pct(ratio: float) -> str:
+    pct = ratio * 100
+    return f"{pct:.2g} %" if pct < 10 else f"{pct:.0f} %"
 
 
 def _fmt(value: float | None) -> str:

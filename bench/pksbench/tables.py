@@ -23,6 +23,8 @@ SCHEMA_FILES = ("standard", "permissions", "dialplan", "dispatcher")
 
 UAC_IP = "127.0.1.1"
 GATEWAY_IPS = ("127.0.1.2", "127.0.1.3")
+STEADY_IP = "127.0.1.4"  # scenario 4: the customer placing calls at a steady rate
+FLOODER_IP = "127.0.1.5"  # scenario 4: the customer flooding beyond its max_cps
 PKS_IP = "127.0.1.10"
 KAMAILIO_IP = "127.0.1.11"
 SIP_PORT = 5060
@@ -30,6 +32,8 @@ SIP_PORT = 5060
 CUSTOMER_SET = 10
 CARRIER_SET = 20
 CALLED = "+33612345678"
+STEADY_TAG = "cust-steady"
+FLOODER_TAG = "cust-flood"
 
 AddressTuple = tuple[int, int, str, int, int, str | None]
 DialplanTuple = tuple[int, int, int, int, str, int, str, str, str]
@@ -51,22 +55,23 @@ def _bench_address() -> list[AddressTuple]:
     return rows
 
 
-def _dispatcher() -> list[DispatcherTuple]:
+def _dispatcher(gateways: Sequence[str] = GATEWAY_IPS) -> list[DispatcherTuple]:
     rows: list[DispatcherTuple] = [
         (1, CUSTOMER_SET, f"sip:{UAC_IP}:{SIP_PORT}", 0, 0, "", "customer PBX")
     ]
     rows += [
         (2 + i, CARRIER_SET, f"sip:{ip}:{SIP_PORT}", 0, 0, "", f"carrier gateway {i + 1}")
-        for i, ip in enumerate(GATEWAY_IPS)
+        for i, ip in enumerate(gateways)
     ]
     return rows
 
 
-def bench_tables() -> Tables:
+def bench_tables(gateways: Sequence[str] = GATEWAY_IPS) -> Tables:
     """Scenario 1: a small, realistic interconnect (100 DIDs, a few carrier prefixes).
 
     The customer's call to ``CALLED`` misses dpid 1 (not one of our DIDs) and matches the
-    sixth rule of dpid 2, so both proxies do real dialplan work on every call.
+    sixth rule of dpid 2, so both proxies do real dialplan work on every call; dispatcher set
+    20 holds ``gateways`` (scenario 1 runs one callee: ``pksbench.measure.GATEWAYS``).
     """
     dialplan: list[DialplanTuple] = []
     rid = 0
@@ -83,7 +88,60 @@ def bench_tables() -> Tables:
     dialplan.append((rid, 2, 10, 1, r"^\+33[1-9][0-9]{8}$", 0, "", "", str(CARRIER_SET)))
     rid += 1
     dialplan.append((rid, 2, 20, 2, "+3[0-9]*", 0, "", "", str(CARRIER_SET)))
-    return Tables(_bench_address(), dialplan, _dispatcher())
+    return Tables(_bench_address(), dialplan, _dispatcher(gateways))
+
+
+PeerTuple = tuple[int, str, str, str, int, int | None, str]
+
+
+def peer_flood_tables(gateways: Sequence[str]) -> tuple[Tables, list[PeerTuple]]:
+    """Scenario 4: scenario 1's tables plus two customers (``address`` grp 1, one /32 each)
+    and their ``pks_peer`` rows: the flooder with ``max_cps``, the steady one without.
+
+    Both dial ``CALLED`` as scenario 1's caller does; each owns a dispatcher set (calls *to*
+    the customer, unused here: ``pks_peer.setid`` is unique and required).
+    """
+    base = bench_tables(gateways)
+    address = list(base.address)
+    dispatcher = list(base.dispatcher)
+    peers: list[PeerTuple] = []
+    for n, (ip, tag, name) in enumerate(
+        ((STEADY_IP, STEADY_TAG, "steady"), (FLOODER_IP, FLOODER_TAG, "flooder"))
+    ):
+        setid = CUSTOMER_SET + 1 + n
+        address.append((len(address) + 1, 1, ip, 32, 0, tag))
+        dispatcher.append(
+            (len(dispatcher) + 1, setid, f"sip:{ip}:{SIP_PORT}", 0, 0, "", f"customer {name}")
+        )
+        peers.append((n + 1, "customer", name, tag, setid, None, f"scenario 4 {name}"))
+    return Tables(address, base.dialplan, dispatcher), peers
+
+
+def add_peers(path: Path, peers: Sequence[PeerTuple], max_cps: dict[str, int]) -> bool:
+    """Create pks's ``pks_peer`` table (the project's own schema, ``pks.db.own``) in ``path``
+    and fill it, ``max_cps`` per tag. False when pks is not importable (Kamailio reads none
+    of it: only pks is measured with it)."""
+    try:
+        from sqlalchemy import create_engine
+
+        from pks.db.own import pks_peer
+    except ImportError:
+        return False
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        with engine.begin() as conn:
+            pks_peer.create(conn, checkfirst=True)
+            conn.execute(
+                pks_peer.insert(),
+                [
+                    {"id": i, "kind": kind, "name": name, "tag": tag, "setid": setid,
+                     "max_cps": max_cps.get(tag, cps), "description": about}
+                    for i, kind, name, tag, setid, cps, about in peers
+                ],
+            )  # fmt: skip
+    finally:
+        engine.dispose()
+    return True
 
 
 @dataclass(frozen=True, slots=True)

@@ -138,10 +138,11 @@ class Direct(Target):
 
 
 class Kamailio(Target):
-    """Kamailio 5.6 with ``bench/kamailio/kamailio.cfg``, one UDP worker per core."""
+    """Kamailio 5.6 with ``bench/kamailio/kamailio.cfg``, ``children`` UDP workers."""
 
     def __init__(self, children: int, shm_mb: int = 1024, pkg_mb: int = 16) -> None:
-        super().__init__("kamailio", "Kamailio 5.6", KAMAILIO_IP)
+        label = f"Kamailio 5.6 ({children} worker{'s' if children != 1 else ''})"
+        super().__init__(f"kamailio-w{children}", label, KAMAILIO_IP)
         self.children = children
         self.shm_mb = shm_mb  # shared pool: transactions, routing tables
         self.pkg_mb = pkg_mb  # per-process pool: a table load holds the query result here
@@ -177,18 +178,36 @@ class Kamailio(Target):
 class Pks(Target):
     """``python -m pks run`` from the benchmark's virtualenv (the project installed editable)."""
 
-    def __init__(self, admin_port: int, workers: int = 1, accel: Path | None = None) -> None:
-        """``accel``: a compiled copy of the package (``python -m pks.accel build --out``)."""
+    def __init__(
+        self,
+        admin_port: int,
+        workers: int = 1,
+        accel: Path | None = None,
+        cdr: str = "",
+        webhook_url: str | None = None,
+        settings: tuple[str, ...] = (),
+    ) -> None:
+        """``accel``: a compiled copy of the package (``python -m pks.accel build --out``);
+        ``cdr``: call records on, to that sink (``db``: a SQLite file of its own,
+        ``webhook``: ``webhook_url``, ``file``: a JSON-lines file), off when empty;
+        ``settings``: ``PKS_NAME=value`` assignments (``--pks-env``)."""
         name = "pks" if accel is not None else "pks-pure"
         notes = [] if accel is not None else ["pure Python"]
         if workers != 1:
             name += f"-w{workers}"
-            notes.append(f"{workers} workers")
-        label = "pks" + (f" ({', '.join(notes)})" if notes else "")
+        notes.append(f"{workers} workers" if workers != 1 else "1 process")
+        if cdr:
+            name += f"-cdr-{cdr}"
+            notes.append(f"CDRs to {cdr}")
+        notes += settings
+        label = f"pks ({', '.join(notes)})"
         super().__init__(name, label, PKS_IP)
+        self.settings = settings
         self.admin_port = admin_port
         self.workers = workers
         self.accel = accel
+        self.cdr = cdr
+        self.webhook_url = webhook_url
 
     def launch(self, db: Path, workdir: Path, extra: tuple[str, ...]) -> procs.Proc:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PKS_")}
@@ -200,8 +219,16 @@ class Pks(Target):
             PKS_DS_PING_INTERVAL="0",  # as the Kamailio config: no keepalives
             PKS_WORKERS=str(self.workers),
         )
+        if self.cdr:  # call records (docs/cdr.md), the spool in the scratch directory
+            env.update(PKS_CDR_SINKS=self.cdr, PKS_CDR_SPOOL=str(workdir / f"{self.name}.spool"))
+            if self.cdr == "db":
+                env["PKS_CDR_DB_URL"] = f"sqlite:///{workdir / (self.name + '.cdr.db')}"
+            elif self.cdr == "file":
+                env["PKS_CDR_FILE"] = str(workdir / f"{self.name}.cdr.jsonl")
+            elif self.webhook_url is not None:
+                env["PKS_CDR_WEBHOOK_URL"] = self.webhook_url
         with_accel(env, self.accel)
-        for assignment in extra:
+        for assignment in (*self.settings, *extra):
             key, _, value = assignment.partition("=")
             env[key] = value
         return procs.start(self.name, [sys.executable, "-m", "pks", "run"], workdir, env=env,

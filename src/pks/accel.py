@@ -56,13 +56,19 @@ MODULES: tuple[str, ...] = (
     "pks/transaction/client_non_invite.py",
     "pks/transaction/server_invite.py",
     "pks/transaction/server_non_invite.py",
+    "pks/cdr/record.py",
     "pks/forward/calls.py",
+    "pks/forward/config.py",
     "pks/forward/context.py",
     "pks/forward/dialog.py",
     "pks/forward/hop.py",
     "pks/forward/nat.py",
+    "pks/forward/pins.py",
+    "pks/forward/relay.py",
+    "pks/forward/stopping.py",
     "pks/forward/request.py",
     "pks/forward/response.py",
+    "pks/forward/sockets.py",
     "pks/route/decision.py",
     "pks/route/authorize.py",
     "pks/route/dialplan_index.py",
@@ -72,6 +78,9 @@ MODULES: tuple[str, ...] = (
     "pks/route/algorithms.py",
     "pks/health/state.py",
     "pks/health/probe.py",
+    "pks/health/prober.py",
+    "pks/guard/gate.py",
+    "pks/guard/quiet.py",
     "pks/dns/cache.py",
     "pks/transport/callbacks.py",
     "pks/transport/udp.py",
@@ -177,7 +186,10 @@ def build(root: Path, copy_from: Path | None) -> None:
                 name="pks-accel",
                 ext_modules=[
                     *mypycify(
-                        [f"--cache-dir={tmp}/mypy", *MODULES], opt_level="3", target_dir=f"{tmp}/c"
+                        # as pyproject.toml's [tool.mypy] says, for a copy that cannot see it
+                        [f"--cache-dir={tmp}/mypy", "--ignore-missing-imports", *MODULES],
+                        opt_level="3",
+                        target_dir=f"{tmp}/c",
                     ),
                     *(
                         Extension(name, [source], extra_compile_args=["-O2"])
@@ -195,6 +207,20 @@ def build(root: Path, copy_from: Path | None) -> None:
     if copy_from is not None:
         stamp.write_text(want)
     print(f"pks.accel: {len(MODULES)} modules compiled in {root} (and {len(C_EXTENSIONS)} C)")
+
+
+def build_inplace(root: Path) -> None:
+    """Compile the package installed under ``root`` (site-packages). mypy, run there, would
+    take every module beside ``pks`` (``typing_extensions``, ...) for the program's own and
+    refuse to build: the package is compiled in a copy, whose modules then go next to their
+    sources."""
+    with tempfile.TemporaryDirectory(prefix="pks-accel-copy-") as tmp:
+        copy = Path(tmp)
+        build(copy, root)
+        clean(root)
+        for path in _extensions(copy):
+            shutil.copy2(path, root / path.relative_to(copy))
+    print(f"pks.accel: compiled modules installed in {root}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -216,7 +242,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "clean":
         print(f"pks.accel: {clean(root)} compiled files removed from {root}")
         return 0
-    build(root, None if args.inplace else PACKAGE_ROOT)
+    if args.inplace:
+        build_inplace(root)
+    else:
+        build(root, PACKAGE_ROOT)
     return 0
 
 

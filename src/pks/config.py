@@ -35,7 +35,7 @@ from pks.health.probe import AliveCodes, ProbeConfig
 from pks.net import Address, Proto, SocketInfo
 from pks.route.algorithms import parse_algorithm
 
-__all__ = ["ConfigError", "Settings", "parse_dns_servers", "parse_listen"]
+__all__ = ["ConfigError", "Settings", "parse_admin_hosts", "parse_dns_servers", "parse_listen"]
 
 ENV_PREFIX = "PKS_"
 MAX_WORKERS = 64  # the Via branch carries the worker index in two hex digits
@@ -176,6 +176,38 @@ def parse_listen(text: str) -> tuple[SocketInfo, ...]:
     return tuple(sockets)
 
 
+# --- PKS_ADMIN_HOSTS -------------------------------------------------------------------------
+
+
+def parse_admin_hosts(text: str) -> tuple[tuple[str, int | None], ...]:
+    """Parse ``PKS_ADMIN_HOSTS``, comma-separated ``NAME[:PORT]`` or ``IP[:PORT]`` (IPv6 in
+    brackets when a port follows: ``[2001:db8::1]:8091``).
+
+    Each entry is (host, port or None for any port): a name in lower case without a final
+    dot, an address in its canonical form. Raises `ConfigError` naming the entry (1-based).
+    """
+    hosts: list[tuple[str, int | None]] = []
+    for number, raw in enumerate(text.split(","), start=1):
+        entry = raw.strip()
+        try:
+            if not entry:
+                raise ConfigError("empty entry")
+            if entry.count(":") > 1 and not entry.startswith("["):
+                hosts.append((_ip(entry), None))  # a bare IPv6 address: no port
+                continue
+            host, port = _split_hostport(entry)
+            try:
+                host = _ip(host)
+            except ConfigError:
+                if not _HOSTNAME.fullmatch(host):
+                    raise ConfigError("expected a host name or an IP address") from None
+                host = host.lower().rstrip(".")
+            hosts.append((host, None if port is None else _port(port, allow_zero=False)))
+        except ConfigError as exc:
+            raise ConfigError(f"entry {number} {entry!r}: {exc}") from None
+    return tuple(hosts)
+
+
 # --- Settings --------------------------------------------------------------------------------
 
 
@@ -190,12 +222,19 @@ class Settings(BaseSettings):
       (``408,500,503``): when to try the next gateway.
     - ``PKS_UNKNOWN_SOURCE`` (``drop``): what to do with a new request from an unknown address.
     - ``PKS_MAX_FORWARDS`` (70), ``PKS_TCP_IDLE_TIMEOUT`` (120.0 s), ``PKS_MAX_MESSAGE_SIZE``
-      (65535 bytes).
+      (65535 bytes), ``PKS_MAX_HEADERS`` (256 header fields in one message; docs/security.md).
+    - ``PKS_TCP_MAX_CONNECTIONS`` (4096), ``PKS_TCP_MAX_PER_SOURCE`` (64),
+      ``PKS_TCP_MESSAGE_TIMEOUT`` (10.0 s), ``PKS_TCP_MAX_OUTPUT`` (1048576 bytes): the TCP
+      bounds (docs/security.md).
     - ``PKS_DB_POLL_INTERVAL`` (1.0 s): change check / liveness period of the database.
     - ``PKS_SNAPSHOT_CACHE`` (unset): file keeping the last good rows, to start without the
       database.
     - ``PKS_DEFAULT_SOCKET`` (unset): socket name used when a gateway names none.
-    - ``PKS_ADMIN_LISTEN`` (``127.0.0.1:8091``), ``PKS_ADMIN_TOKEN`` (unset): the admin API.
+    - ``PKS_ADMIN_LISTEN`` (``127.0.0.1:8091``), ``PKS_ADMIN_TOKEN`` (unset): the admin API
+      (the token, when set, is required on loopback too).
+    - ``PKS_ADMIN_HOSTS`` (unset): more names the admin API answers to in the Host header
+      (besides its listen address, and localhost/127.0.0.1/[::1] on loopback); see
+      docs/security.md.
     - ``PKS_LOG_LEVEL`` (``INFO``), ``PKS_SERVER_HEADER`` (``pks-sip-proxy``).
     - ``PKS_DS_PING_INTERVAL`` (10 s), ``PKS_DS_PROBING_THRESHOLD`` (3),
       ``PKS_DS_INACTIVE_THRESHOLD`` (2), ``PKS_DS_PROBING_MODE`` (``all``),
@@ -205,7 +244,19 @@ class Settings(BaseSettings):
     - ``PKS_CALL_MAX_DURATION`` (14400 s): how long an answered call counts against limits
       without a BYE.
     - ``PKS_GC_SWEEP_INTERVAL`` (3600 s): full garbage-collector sweeps (pks.heap).
+    - ``PKS_SECRET`` (unset: read from ``PKS_SECRET_FILE``, ``pks.secret``),
+      ``PKS_ALLOWED_METHODS`` (``INVITE``), ``PKS_MAX_USER_LENGTH`` (64),
+      ``PKS_MAX_TRANSACTIONS`` (20000): the edge, see docs/security.md.
+    - ``PKS_RATE_LIMIT`` (0: off), ``PKS_RATE_PEER_LIMIT`` (0: off), ``PKS_RATE_WINDOW``
+      (2 s), ``PKS_BAN_TIME`` (300 s), ``PKS_INTL_PREFIXES`` (``00,+``),
+      ``PKS_LOCAL_PREFIXES`` (unset), ``PKS_REDIS_URL`` (unset): floods and fraud, see
+      docs/security.md.
     - ``PKS_WORKERS`` (1): worker processes (``auto``: one per core); see docs/workers.md.
+    - ``PKS_CDR_SINKS`` (unset: no call records), ``PKS_CDR_FILE``, ``PKS_CDR_WEBHOOK_URL``,
+      ``PKS_CDR_WEBHOOK_TOKEN``, ``PKS_CDR_WEBHOOK_TIMEOUT`` (10 s), ``PKS_CDR_DB_URL``
+      (``PKS_DB_URL``), ``PKS_CDR_SPOOL`` (``pks-cdr-spool``), ``PKS_CDR_SPOOL_MAX`` (256 MiB),
+      ``PKS_CDR_QUEUE_MAX`` (100000), ``PKS_CDR_BATCH`` (500), ``PKS_CDR_RETRY_MAX`` (60 s):
+      call records, see docs/cdr.md.
     - ``PKS_CONFIG`` (unset): path of a TOML file holding any of the above; environment
       variables win over the file.
 
@@ -263,7 +314,9 @@ class Settings(BaseSettings):
         120.0,
         gt=0,
         description="Seconds without traffic in either direction after which a TCP connection "
-        "is closed.",
+        "is closed — unless a live call needs it (the one its INVITE came on or its 2xx came "
+        "back on, which a NAT alias may name), kept until its BYE is answered or for at most "
+        "call_max_duration.",
     )
     max_message_size: int = Field(
         65535,
@@ -271,10 +324,47 @@ class Settings(BaseSettings):
         description="Largest SIP message accepted, in bytes; a TCP peer sending more is "
         "disconnected and a larger UDP datagram is dropped.",
     )
+    max_headers: int = Field(
+        256,
+        ge=32,
+        le=65535,
+        description="Most header fields in one SIP message; a message with more is refused "
+        "(400 Too Many Headers to a request) after counting its lines, before they are parsed.",
+    )
+    tcp_max_connections: int = Field(
+        4096,
+        ge=1,
+        description="TCP connections open at once, accepted and ours (per worker process); "
+        "a connection accepted over it is closed at once, one of ours is not opened (the "
+        "send fails). Keep it under the open-files limit (ulimit -n).",
+    )
+    tcp_max_per_source: int = Field(
+        64,
+        ge=1,
+        description="TCP connections accepted from one IP address and open at once (per "
+        "worker process); one more is closed at once. Our own connections do not count.",
+    )
+    tcp_message_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a SIP message may take to arrive over TCP once its first byte "
+        "has; a message still incomplete then closes the connection (slow senders).",
+    )
+    tcp_max_output: int = Field(
+        1 << 20,
+        description="Bytes queued for one TCP peer that does not read (or a connection of ours "
+        "still connecting); over it the connection is closed and the send fails. At least "
+        "max_message_size.",
+    )
     send_thread: bool = Field(
         True,
         description="UDP sends by a native thread (sendmmsg) beside the event loop when the "
         "compiled accelerator is built (pks.transport._sendq); false: the event loop sends.",
+    )
+    recv_batch: bool = Field(
+        True,
+        description="UDP receives read in batches (recvmmsg, up to 32 datagrams per wake-up) "
+        "when the compiled accelerator is built; false: the event loop reads one at a time.",
     )
     default_socket: str | None = Field(
         None,
@@ -301,7 +391,17 @@ class Settings(BaseSettings):
     )
     admin_token: str | None = Field(
         None,
-        description="Bearer token required by the admin API. Unset or empty: no token.",
+        description="Bearer token required by the admin API on every request, loopback "
+        "included (Authorization: Bearer TOKEN; the pks command sends it). Unset or empty: "
+        "no token, allowed only on a loopback admin_listen.",
+    )
+    admin_hosts: str | None = Field(
+        None,
+        description="Comma-separated host names or addresses (NAME[:PORT], IP[:PORT], "
+        "[IPv6]:PORT; no port: any) that the admin API also accepts in the Host header, e.g. "
+        "the name of a reverse proxy in front of it. Always accepted: the admin_listen "
+        "address, and localhost, 127.0.0.1 and [::1] when it listens on loopback or on a "
+        "wildcard address. Any other Host is refused (421), against DNS rebinding.",
     )
     log_level: str = Field(
         "INFO", description="Log level: DEBUG, INFO, WARNING, ERROR or CRITICAL."
@@ -353,6 +453,89 @@ class Settings(BaseSettings):
         description="Seconds after which an answered call is no longer counted against "
         "call limits if its BYE was never seen.",
     )
+    dns_max_stale: float = Field(
+        86400.0,
+        ge=0,
+        description="Seconds past its TTL a gateway name's last good answer is still used "
+        "while every new lookup fails (RFC 8767 serve-stale); 0: never past the TTL.",
+    )
+    drain_timeout: float = Field(
+        30.0,
+        ge=0,
+        le=86400,
+        description="On SIGTERM: seconds at most to wait for the calls in flight (and, with "
+        "drain_calls, the answered ones) to end while new calls get 503; then ringing "
+        "branches are cancelled, their callers get 503, and the process exits 0.",
+    )
+    drain_calls: bool = Field(
+        False,
+        description="On SIGTERM, wait (up to drain_timeout) for answered calls to end too, "
+        "not only for the calls still ringing.",
+    )
+    # --- the edge (docs/security.md) ---------------------------------------------------------
+    secret: str | None = Field(
+        None,
+        min_length=16,
+        description="Key signing our Record-Route (an in-dialog request is relayed only inside "
+        "a dialog set up through us). Set the same value on every instance of a cluster; "
+        "unset, the key is read from PKS_SECRET_FILE.",
+    )
+    secret_file: str = Field(
+        "pks.secret",
+        description="Without PKS_SECRET: file holding the key (created with a random one, mode "
+        "0600, when absent), so that a restart keeps calls' in-dialog requests working.",
+    )
+    allowed_methods: str = Field(
+        "INVITE",
+        description="Comma-separated methods routed out of dialog (OPTIONS to the proxy itself "
+        "is always answered; any other method gets 405). Inside dialogs every method passes.",
+    )
+    max_user_length: int = Field(
+        64,
+        ge=1,
+        le=1024,
+        description="Longest R-URI user part routed; a longer one gets 484.",
+    )
+    max_transactions: int = Field(
+        20000,
+        ge=10,
+        description="Requests relayed and not answered yet (each holding its transactions) at "
+        "most; over it a new request gets 503 with Retry-After (in-dialog requests up to a "
+        "quarter more).",
+    )
+    # --- floods and fraud (docs/security.md#floods-and-fraud) -----------------------------------
+    rate_limit: int = Field(
+        0,
+        ge=0,
+        description="Requests per rate_window from one address not known as a peer above which "
+        "it is banned for ban_time (its packets dropped before parsing); 0: no limit.",
+    )
+    rate_peer_limit: int = Field(
+        0,
+        ge=0,
+        description="The same for a known peer (an address row's network or a gateway); 0: "
+        "known peers are never banned automatically.",
+    )
+    rate_window: float = Field(
+        2.0, gt=0, le=3600, description="Seconds over which requests from one address are counted."
+    )
+    ban_time: float = Field(
+        300.0, gt=0, description="Seconds an address over its rate limit stays banned."
+    )
+    intl_prefixes: str = Field(
+        "00,+",
+        description="Comma-separated prefixes of international numbers (for max_intl_calls).",
+    )
+    local_prefixes: str = Field(
+        "",
+        description="Comma-separated prefixes of numbers that are not international although "
+        "they start with an intl_prefixes one: the home country's, e.g. +33,0033.",
+    )
+    redis_url: str | None = Field(
+        None,
+        description="redis://HOST[:PORT][/DB]: calls per second and bans shared by every "
+        "instance through Redis; unset, each process counts alone.",
+    )
 
     gc_sweep_interval: float = Field(
         3600.0,
@@ -367,6 +550,48 @@ class Settings(BaseSettings):
         description="Worker processes sharing the listening sockets (SO_REUSEPORT): a number "
         f"from 1 to {MAX_WORKERS}, or auto (one per core). 1 runs the proxy in one process. "
         "More than one needs fixed ports in listen (no port 0).",
+    )
+    # --- call records (docs/cdr.md) ----------------------------------------------------------
+    cdr_sinks: str = Field(
+        "",
+        description="Where call records go, comma-separated: db (pks_cdr and Kamailio's acc), "
+        "file (JSON lines, cdr_file), webhook (cdr_webhook_url). Empty: no records.",
+    )
+    cdr_file: str | None = Field(None, description="The JSON-lines file of the file sink.")
+    cdr_webhook_url: str | None = Field(
+        None, description="http(s) URL the webhook sink POSTs batches of records to (a JSON array)."
+    )
+    cdr_webhook_token: str | None = Field(
+        None, description="Bearer token sent to the webhook (Authorization header)."
+    )
+    cdr_webhook_timeout: float = Field(
+        10.0, gt=0, description="Seconds the webhook has to answer a batch."
+    )
+    cdr_db_url: str | None = Field(
+        None, description="Database of the db sink (unset: db_url, the routing tables')."
+    )
+    cdr_spool: str = Field(
+        "pks-cdr-spool",
+        description="Directory where records wait for their sinks (with workers, one "
+        "subdirectory per worker: w0, w1, ...).",
+    )
+    cdr_spool_max: int = Field(
+        256 << 20,
+        ge=1 << 20,
+        description="Bytes the spool may hold (all sinks' backlog); records beyond are "
+        "dropped and counted.",
+    )
+    cdr_queue_max: int = Field(
+        100000,
+        ge=100,
+        description="Finished records held in memory for the writer thread; beyond, dropped "
+        "and counted.",
+    )
+    cdr_batch: int = Field(500, ge=1, le=100000, description="Records per delivery at most.")
+    cdr_retry_max: float = Field(
+        60.0,
+        gt=0,
+        description="Longest wait between two tries of a failing sink (the wait doubles from 1 s).",
     )
 
     def __init__(self, **values: Any) -> None:
@@ -405,6 +630,56 @@ class Settings(BaseSettings):
                 )
         return text
 
+    @field_validator("cdr_sinks", mode="before")
+    @classmethod
+    def _check_cdr_sinks(cls, value: object) -> str:
+        if isinstance(value, list | tuple):
+            value = ",".join(str(item) for item in value)
+        return ",".join(_cdr_sinks(str(value)))
+
+    @field_validator("cdr_file", "cdr_webhook_url", "cdr_webhook_token", "cdr_db_url")
+    @classmethod
+    def _cdr_empty_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+    @field_validator("cdr_webhook_url")
+    @classmethod
+    def _check_cdr_webhook_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and not re.match(r"https?://[^/\s]+", value):
+            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+        sinks = info.data.get("cdr_sinks") or ""
+        if value is None and "webhook" in sinks.split(","):
+            raise ValueError("the webhook sink (PKS_CDR_SINKS) needs a URL")
+        return value
+
+    @field_validator("cdr_file")
+    @classmethod
+    def _check_cdr_file(cls, value: str | None, info: ValidationInfo) -> str | None:
+        sinks = info.data.get("cdr_sinks") or ""
+        if value is None and "file" in sinks.split(","):
+            raise ValueError("the file sink (PKS_CDR_SINKS) needs a file name")
+        if value is not None and not Path(value).expanduser().parent.is_dir():
+            raise ValueError(f"directory {str(Path(value).parent)!r} does not exist")
+        return value
+
+    @field_validator("tcp_max_per_source")
+    @classmethod
+    def _check_max_per_source(cls, value: int, info: ValidationInfo) -> int:
+        total = info.data.get("tcp_max_connections")
+        if total is not None and value > total:
+            raise ValueError(f"{value} is more than PKS_TCP_MAX_CONNECTIONS ({total})")
+        return value
+
+    @field_validator("tcp_max_output")
+    @classmethod
+    def _check_max_output(cls, value: int, info: ValidationInfo) -> int:
+        # one message of the largest size must fit, or a slow moment of a good peer would
+        # cut its connection
+        size = info.data.get("max_message_size")
+        if size is not None and value < size:
+            raise ValueError(f"{value} is less than PKS_MAX_MESSAGE_SIZE ({size})")
+        return value
+
     @field_validator("dns_servers")
     @classmethod
     def _check_dns_servers(cls, value: str | None) -> str | None:
@@ -423,11 +698,17 @@ class Settings(BaseSettings):
     def _check_alg(cls, value: str) -> str:
         return parse_algorithm(value)
 
-    @field_validator("listen", "failover_codes", mode="before")
+    @field_validator("listen", "failover_codes", "admin_hosts", mode="before")
     @classmethod
     def _join_list(cls, value: object) -> object:
         if isinstance(value, list | tuple):
             return ",".join(str(item) for item in value)
+        return value
+
+    @field_validator("allowed_methods")
+    @classmethod
+    def _check_methods(cls, value: str) -> str:
+        _methods(value)
         return value
 
     @field_validator("listen")
@@ -442,7 +723,9 @@ class Settings(BaseSettings):
         _codes(value)
         return value
 
-    @field_validator("default_socket", "admin_token", "snapshot_cache", "dns_servers")
+    @field_validator(
+        "default_socket", "admin_token", "admin_hosts", "snapshot_cache", "dns_servers"
+    )
     @classmethod
     def _empty_is_unset(cls, value: str | None) -> str | None:
         return value or None
@@ -474,6 +757,13 @@ class Settings(BaseSettings):
     @classmethod
     def _check_admin_listen(cls, value: str) -> str:
         _admin_address(value)
+        return value
+
+    @field_validator("admin_hosts")
+    @classmethod
+    def _check_admin_hosts(cls, value: str | None) -> str | None:
+        if value:
+            parse_admin_hosts(value)
         return value
 
     @field_validator("log_level")
@@ -515,6 +805,20 @@ class Settings(BaseSettings):
         )
 
     @cached_property
+    def intl_prefix_tuple(self) -> tuple[str, ...]:
+        """``intl_prefixes`` as a tuple (``str.startswith`` takes it)."""
+        return _prefixes(self.intl_prefixes)
+
+    @cached_property
+    def local_prefix_tuple(self) -> tuple[str, ...]:
+        return _prefixes(self.local_prefixes)
+
+    @cached_property
+    def method_set(self) -> frozenset[str]:
+        """The methods of ``allowed_methods``."""
+        return _methods(self.allowed_methods)
+
+    @cached_property
     def worker_count(self) -> int:
         """How many worker processes ``workers`` asks for (1: no supervisor)."""
         return _worker_count(self.workers)
@@ -525,9 +829,47 @@ class Settings(BaseSettings):
         return parse_dns_servers(self.dns_servers) if self.dns_servers else ()
 
     @cached_property
+    def cdr_sink_names(self) -> tuple[str, ...]:
+        """The call record sinks of ``cdr_sinks`` (empty: records off)."""
+        return _cdr_sinks(self.cdr_sinks)
+
+    @cached_property
     def admin_address(self) -> Address:
         """``admin_listen`` as an `Address`."""
         return _admin_address(self.admin_listen)
+
+    @cached_property
+    def admin_host_list(self) -> tuple[tuple[str, int | None], ...]:
+        """``admin_hosts`` parsed: (host, port or None for any)."""
+        return parse_admin_hosts(self.admin_hosts) if self.admin_hosts else ()
+
+
+_METHOD = re.compile(r"[A-Z]+")
+_NEVER_NEW = frozenset({"ACK", "CANCEL", "BYE"})  # belong to a transaction or a dialog
+
+
+def _methods(text: str) -> frozenset[str]:
+    methods = frozenset(m.strip().upper() for m in text.split(",") if m.strip())
+    bad = sorted(m for m in methods if not _METHOD.fullmatch(m) or m in _NEVER_NEW)
+    if bad:
+        raise ValueError(f"not methods that start a request out of dialog: {', '.join(bad)}")
+    return methods
+
+
+CDR_SINKS = ("db", "file", "webhook")
+
+
+def _cdr_sinks(text: str) -> tuple[str, ...]:
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in CDR_SINKS]
+    if bad:
+        known = ", ".join(CDR_SINKS)
+        raise ValueError(f"unknown sink {', '.join(map(repr, bad))} (known: {known})")
+    return tuple(n for n in CDR_SINKS if n in names)
+
+
+def _prefixes(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip())
 
 
 def _worker_count(text: str) -> int:

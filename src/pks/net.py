@@ -92,13 +92,16 @@ class Send(NamedTuple):
     """An effect: send ``data`` to ``dest`` from ``socket``.
 
     For TCP, ``conn_id`` names the connection to reuse when it is still open; otherwise the
-    transport reuses any open connection to ``dest`` from that socket, or opens one.
+    transport reuses any open connection to ``dest`` from that socket, or opens one — unless
+    ``connect`` is False: ``dest`` is a peer's own source address (a NAT ``alias``), where
+    nothing listens, so the send fails at once when no connection to it is open.
     """
 
     data: bytes
     dest: Address
     socket: SocketInfo
     conn_id: int | None = None
+    connect: bool = True
 
 
 # A named tuple's __new__ is a lambda compiled from a string: interpreted bytecode on every
@@ -127,6 +130,13 @@ def inbound(socket: SocketInfo, source: Address, conn_id: int | None = None) -> 
     return _new(_INBOUND, (socket, source, conn_id))
 
 
-def send_to(data: bytes, dest: Address, socket: SocketInfo, conn_id: int | None = None) -> Send:
-    """``Send(data, dest, socket, conn_id)``, built without the interpreted constructor."""
-    return _new(_SEND, (data, dest, socket, conn_id))
+def send_to(
+    data: bytes,
+    dest: Address,
+    socket: SocketInfo,
+    conn_id: int | None = None,
+    connect: bool = True,
+) -> Send:
+    """``Send(data, dest, socket, conn_id, connect)``, built without the interpreted
+    constructor."""
+    return _new(_SEND, (data, dest, socket, conn_id, connect))

@@ -28,9 +28,13 @@ class Pks:
 
     def __call__(self, *args: str | Path, code: int = 0) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
-            [sys.executable, "-m", "pks", *map(str, args)], env=self.env, cwd=self.cwd,
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            [sys.executable, "-m", "pks", *map(str, args)],
+            env=self.env,
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == code, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
         return done
 
@@ -104,6 +108,25 @@ def test_customer_provisioning_on_the_database(pks: Pks) -> None:
     assert pks.json("customer", "list") == []
 
 
+def test_set_ruri_host_on_the_database(pks: Pks, tmp_path: Path) -> None:
+    pks("import", SEED / "address", fixed_dialplan(tmp_path), SEED / "dispatcher")
+    done = pks("dispatcher", "set-ruri", "21", "gateway")
+    assert "set 21 R-URI host: gateway (written to the database only)" in done.stdout
+    sets = {s["setid"]: s for s in pks.json("dispatcher", "sets")}
+    assert (sets[21]["algorithm"], sets[21]["ruri_host"]) == (None, "gateway")
+    assert sets[23]["ruri_host"] == "keep"
+    listed = pks("dispatcher", "sets").stdout.splitlines()
+    assert listed[0].split() == ["SETID", "ALGORITHM", "RURI_HOST", "GATEWAYS", "OWNER"]
+    refused = pks("dispatcher", "set-ruri", "21", "domain", code=1)
+    assert "ruri_host 'domain' is not one of: keep" in refused.stderr
+    pks("dispatcher", "set-ruri", "21", "keep")  # every default again: no override left
+    assert {s["setid"]: s["ruri_host"] for s in pks.json("dispatcher", "sets")}[21] == "keep"
+    added = pks.json("provider", "add", "uk", "--gateway", "sip:gw.example.net;transport=tcp",
+                     "--route", "+44*", "--ruri-host", "gateway")  # fmt: skip
+    assert added["data"]["ruri_host"] == "gateway"
+    assert "R-URI host gateway" in pks("provider", "show", "uk").stdout
+
+
 @pytest.fixture
 def proxy(pks: Pks, tmp_path: Path) -> Iterator[Pks]:
     """A real ``pks run`` on loopback with the corrected seed tables; pks talks to its API."""
@@ -111,8 +134,9 @@ def proxy(pks: Pks, tmp_path: Path) -> Iterator[Pks]:
     pks.env["PKS_LISTEN"] = f"udp:127.0.0.61:{free_port('127.0.0.61')};name=ipbx"
     log = tmp_path / "proxy.log"
     with log.open("wb") as sink:
-        proc = subprocess.Popen([sys.executable, "-m", "pks", "run"], env=pks.env,
-                                cwd=tmp_path, stderr=sink)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pks", "run"], env=pks.env, cwd=tmp_path, stderr=sink
+        )
     try:
         for _ in range(300):
             if b"pks: ready" in log.read_bytes() or proc.poll() is not None:
@@ -138,8 +162,10 @@ def test_live_operations_through_the_api(proxy: Pks) -> None:
     said = proxy("dispatcher", "set-state", "d", "23", "sip:1.1.1.1:5060").stdout
     assert said.strip() == "Ok. Dispatcher state updated."
     state = proxy("dispatcher", "state").stdout
-    assert any(line.split()[:4] == ["23", "round-robin", "sip:1.1.1.1:5060", "DX"]
-               for line in state.splitlines())  # fmt: skip
+    assert any(
+        line.split()[:4] == ["23", "round-robin", "sip:1.1.1.1:5060", "DX"]
+        for line in state.splitlines()
+    )
     assert "set 21 uses priority (live now)" in proxy("dispatcher", "set-alg", "21", "8").stdout
     proxy("route", "explain", "--from", "8.1.2.2:5060", "--to", "33202020201", code=3)
 

@@ -259,7 +259,7 @@ class ProxyProcess:
         """Where the proxy listens for ``transport``."""
         return self.listen[transport]
 
-    def start(self, timeout: float = 15.0) -> None:
+    def start(self, timeout: float = 30.0) -> None:
         """Start the proxy and wait for its ``pks: ready`` line (all sockets bound)."""
         with self.log_path.open("wb") as log:
             self._proc = self._netns.popen(
@@ -287,6 +287,25 @@ class ProxyProcess:
     def stop(self) -> None:
         if self._proc is not None:
             _stop(self._proc, [(signal.SIGTERM, 5.0)])
+
+    @property
+    def pid(self) -> int:
+        """The pid of ``pks run`` (the supervisor with ``PKS_WORKERS`` > 1)."""
+        assert self._proc is not None
+        return self._proc.pid
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to ``pks run`` (SIGTERM: the graceful stop, docs/operations.md)."""
+        assert self._proc is not None
+        self._proc.send_signal(signum)
+
+    def wait(self, timeout: float) -> int:
+        """Wait for ``pks run`` to exit; its exit status (HarnessError after ``timeout`` s)."""
+        assert self._proc is not None
+        try:
+            return self._proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise HarnessError(f"the proxy did not exit within {timeout} s") from None
 
     def log(self) -> str:
         return _read(self.log_path)
@@ -490,10 +509,12 @@ class Stage:
         transports: Sequence[str] = ("udp",),
         env: dict[str, str] | None = None,
         more_sockets: Sequence[str] = (),
+        sql: str = "",
     ) -> ProxyProcess:
         """Write the routing tables, start the proxy on all ``transports`` (one port), wait.
 
-        ``more_sockets`` are extra ``PKS_LISTEN`` entries (the first socket is named public).
+        ``more_sockets`` are extra ``PKS_LISTEN`` entries (the first socket is named public);
+        ``sql`` runs on the database after the tables are written (pks's own tables).
         """
         at = Endpoint(PROXY_IP, self.ports.take())
         admin = Endpoint("127.0.0.1", self.ports.take())
@@ -504,6 +525,10 @@ class Stage:
             listen = self.proxy._env["PKS_LISTEN"]
             self.proxy._env["PKS_LISTEN"] = ",".join([f"{listen};name=public", *more_sockets])
         write_database(self.proxy.db_path, address, dialplan, dispatcher)
+        if sql:
+            with sqlite3.connect(self.proxy.db_path) as db:
+                db.executescript(sql)
+            db.close()
         self.proxy.start()
         return self.proxy
 

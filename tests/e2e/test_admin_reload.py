@@ -34,8 +34,7 @@ RPC = (
 
 def in_netns(stage: Stage, env: dict[str, str], *argv: str) -> str:
     """Run a command inside the test network (where the admin API is); its stdout."""
-    proc = stage.netns.popen(list(argv), env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE)  # fmt: skip
+    proc = stage.netns.popen(list(argv), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, f"{argv}: exit {proc.returncode}\n{out!r}\n{err!r}"
     return out.decode()
@@ -56,10 +55,21 @@ def test_reloads_under_load_lose_no_call(stage: Stage) -> None:
     env |= {"PKS_ADMIN_LISTEN": str(admin), "PKS_DB_URL": f"sqlite:///{proxy.db_path}"}
 
     results: list[SippResult] = []
-    load = threading.Thread(target=lambda: results.append(stage.uac(
-        "uac_call.xml", caller, proxy.at(), service=NUMBER, calls=40, rate=20, limit=20,
-        pause_ms=1000, timeout=30,
-    )))  # fmt: skip
+    load = threading.Thread(
+        target=lambda: results.append(
+            stage.uac(
+                "uac_call.xml",
+                caller,
+                proxy.at(),
+                service=NUMBER,
+                calls=40,
+                rate=20,
+                limit=20,
+                pause_ms=1000,
+                timeout=30,
+            )
+        )
+    )
     load.start()
     time.sleep(0.8)  # calls are ringing or held: reload under them
     in_netns(stage, env, sys.executable, "-c", RPC, f"http://{admin}")
@@ -70,8 +80,7 @@ def test_reloads_under_load_lose_no_call(stage: Stage) -> None:
     load.join(60)
     assert not load.is_alive() and results[0].counts == (40, 0), results[0]
 
-    after = stage.uac("uac_call.xml", caller, proxy.at(), service=LATER, calls=3, rate=10,
-                      limit=3)  # fmt: skip
+    after = stage.uac("uac_call.xml", caller, proxy.at(), service=LATER, calls=3, rate=10, limit=3)
     assert after.counts == (3, 0), after
     served_old, served_new = old.stop(), new.stop()
     assert served_old.failed == 0 and served_new.failed == 0

@@ -35,8 +35,12 @@ RPC = (
 def states(stage: Stage, admin: Endpoint) -> dict[str, dict]:
     """URI → destination record of set 21, from the proxy's ``dispatcher.list``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PKS_")}
-    proc = stage.netns.popen([sys.executable, "-c", RPC, f"http://{admin}"], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    proc = stage.netns.popen(
+        [sys.executable, "-c", RPC, f"http://{admin}"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     found: dict[str, dict] = {}
@@ -73,10 +77,14 @@ def test_silent_gateway_is_taken_out_and_comes_back(stage: Stage) -> None:
         address=[customer(caller)],
         dialplan=[regex_rule(2, r"^\+33", SET)],
         dispatcher=[(SET, uri_a, 0, 0, "", "a"), (SET, gw_b.sip_uri(), 0, 0, "", "b")],
-        env={"PKS_ADMIN_LISTEN": str(admin), "PKS_DS_PING_INTERVAL": "0.5",
-             "PKS_FR_TIMER": "0.5", "PKS_DS_PROBING_THRESHOLD": "2",
-             "PKS_DS_INACTIVE_THRESHOLD": "2"},
-    )  # fmt: skip
+        env={
+            "PKS_ADMIN_LISTEN": str(admin),
+            "PKS_DS_PING_INTERVAL": "0.5",
+            "PKS_FR_TIMER": "0.5",
+            "PKS_DS_PROBING_THRESHOLD": "2",
+            "PKS_DS_INACTIVE_THRESHOLD": "2",
+        },
+    )
     seen: list[str] = []
     wait_state(stage, admin, uri_a, "A", seen)
     first = states(stage, admin)[uri_a]
@@ -87,15 +95,13 @@ def test_silent_gateway_is_taken_out_and_comes_back(stage: Stage) -> None:
     assert seen[-2:] == ["TP", "IP"] or seen[-1] == "IP", seen
 
     before = invites_to(proxy.log(), gw_a)
-    calls = stage.uac("uac_call.xml", caller, proxy.at(), service=NUMBER, calls=6, rate=20,
-                      limit=3)  # fmt: skip
+    calls = stage.uac("uac_call.xml", caller, proxy.at(), service=NUMBER, calls=6, rate=20, limit=3)
     assert calls.counts == (6, 0), calls
     assert invites_to(proxy.log(), gw_a) == before  # nothing to the inactive gateway
 
     stage.uas("uas_answer_options.xml", gw_a)  # A answers again
     wait_state(stage, admin, uri_a, "A", seen)
-    calls = stage.uac("uac_call.xml", caller, proxy.at(), service=NUMBER, calls=4, rate=20,
-                      limit=1)  # fmt: skip
+    calls = stage.uac("uac_call.xml", caller, proxy.at(), service=NUMBER, calls=4, rate=20, limit=1)
     assert calls.counts == (4, 0), calls
     assert invites_to(proxy.log(), gw_a) >= before + 1
     log = proxy.log()
@@ -145,9 +151,15 @@ def test_gateway_named_by_srv_is_called_and_fails_over_between_targets(stage: St
         f"alive.gw.test. 60 IN A {alive.ip}\n"
     )
     server = stage.netns.popen(
-        [sys.executable, str(Path(__file__).parents[1] / "dnstest.py"), dns_at.ip,
-         str(dns_at.port), str(zone)], stdout=subprocess.PIPE,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(Path(__file__).parents[1] / "dnstest.py"),
+            dns_at.ip,
+            str(dns_at.port),
+            str(zone),
+        ],
+        stdout=subprocess.PIPE,
+    )
     try:
         assert server.stdout is not None and server.stdout.readline().startswith(b"ready")
         callee = stage.uas("uas_answer.xml", alive)
@@ -157,8 +169,7 @@ def test_gateway_named_by_srv_is_called_and_fails_over_between_targets(stage: St
             dispatcher=[(SET, "sip:gw.test", 0, 0, "", "named")],
             env={"PKS_DNS_SERVERS": str(dns_at)},
         )
-        calls = stage.uac("uac_call.xml", caller, proxy.at(), service=NUMBER, calls=2,
-                          limit=1)  # fmt: skip
+        calls = stage.uac("uac_call.xml", caller, proxy.at(), service=NUMBER, calls=2, limit=1)
         assert calls.counts == (2, 0), calls
         assert len(callee.stop().requests("INVITE")) == 2
         assert invites_to(proxy.log(), dead) == 2  # each call tried the first SRV target first

@@ -39,8 +39,12 @@ def admin_call(stage: Stage, admin: Endpoint, how: dict) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PKS_")}
     if "method" in how:
         how = {"jsonrpc": "2.0", "id": 1, "params": [], **how}
-    proc = stage.netns.popen([sys.executable, "-c", CALL, f"http://{admin}", json.dumps(how)],
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    proc = stage.netns.popen(
+        [sys.executable, "-c", CALL, f"http://{admin}", json.dumps(how)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     return json.loads(out)
@@ -61,8 +65,9 @@ def test_two_workers_are_one_instance(stage: Stage) -> None:
     gateways = [stage.uas("uas_answer.xml", at) for at in (first, second)]
     proxy = start(stage, [first, second], caller, admin)
 
-    calls = stage.uac("uac_call.xml", caller, proxy.at(), service=NUMBER, calls=20, rate=40,
-                      limit=4, timeout=30)  # fmt: skip
+    calls = stage.uac(
+        "uac_call.xml", caller, proxy.at(), service=NUMBER, calls=20, rate=40, limit=4, timeout=30
+    )
 
     assert calls.counts == (20, 0), calls
     workers = admin_call(stage, admin, {"get": "/status"})["workers"]
@@ -84,18 +89,21 @@ def test_set_state_through_the_api_reaches_every_worker(stage: Stage) -> None:
     gw_second = stage.uas("uas_answer.xml", second)
     proxy = start(stage, [first, second], caller, admin)
 
-    answer = admin_call(stage, admin, {"method": "dispatcher.set_state",
-                                       "params": ["i", SET, first.sip_uri()]})  # fmt: skip
+    answer = admin_call(
+        stage, admin, {"method": "dispatcher.set_state", "params": ["i", SET, first.sip_uri()]}
+    )
     assert answer.get("result") == "Ok. Dispatcher state updated.", answer
-    calls = stage.uac("uac_call.xml", caller, proxy.at(), service=NUMBER, calls=12, rate=40,
-                      limit=4, timeout=30)  # fmt: skip
+    calls = stage.uac(
+        "uac_call.xml", caller, proxy.at(), service=NUMBER, calls=12, rate=40, limit=4, timeout=30
+    )
 
     assert calls.counts == (12, 0), calls
     assert len(gw_first.stop().requests("INVITE")) == 0
     assert len(gw_second.stop().requests("INVITE")) == 12
     listed = admin_call(stage, admin, {"method": "dispatcher.list"})["result"]
-    states = {t["DEST"]["URI"]: t["DEST"]["STATE"]
-              for r in listed["RECORDS"] for t in r["SET"]["TARGETS"]}  # fmt: skip
+    states = {
+        t["DEST"]["URI"]: t["DEST"]["STATE"] for r in listed["RECORDS"] for t in r["SET"]["TARGETS"]
+    }
     assert states == {first.sip_uri(): "inactive", second.sip_uri(): "active"}
     workers = admin_call(stage, admin, {"get": "/status"})["workers"]
     assert all(w["requests"] > 0 for w in workers), workers
@@ -118,8 +126,9 @@ def test_a_killed_worker_is_replaced(stage: Stage) -> None:
     else:
         raise AssertionError(f"worker 1 not replaced: {workers}")
 
-    calls = stage.uac("uac_call.xml", caller, proxy.at(), service=NUMBER, calls=10, rate=40,
-                      limit=4, timeout=30)  # fmt: skip
+    calls = stage.uac(
+        "uac_call.xml", caller, proxy.at(), service=NUMBER, calls=10, rate=40, limit=4, timeout=30
+    )
     assert calls.counts == (10, 0), calls
     assert "worker 1 exited with status -9" in proxy.log()
 
@@ -130,9 +139,21 @@ def test_limits_count_the_calls_of_every_worker(stage: Stage) -> None:
     stage.uas("uas_answer.xml", trunk)
     proxy = start(stage, [trunk], caller, admin)
     results: list[SippResult] = []
-    held = threading.Thread(target=lambda: results.append(stage.uac(
-        "uac_call.xml", caller, proxy.at(), service=NUMBER, calls=6, rate=50, limit=6,
-        pause_ms=4000, timeout=30)))  # fmt: skip
+    held = threading.Thread(
+        target=lambda: results.append(
+            stage.uac(
+                "uac_call.xml",
+                caller,
+                proxy.at(),
+                service=NUMBER,
+                calls=6,
+                rate=50,
+                limit=6,
+                pause_ms=4000,
+                timeout=30,
+            )
+        )
+    )
     held.start()
     try:
         deadline = time.monotonic() + 15

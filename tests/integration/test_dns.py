@@ -41,8 +41,10 @@ def dns_server():
 
 
 def resolver(server: LocalDns) -> Resolver:
-    return Resolver(make_resolver(parse_dns_servers(f"{server.host}:{server.port}"), timeout=1.0),
-                    rng=random.Random(1))  # fmt: skip
+    return Resolver(
+        make_resolver(parse_dns_servers(f"{server.host}:{server.port}"), timeout=1.0),
+        rng=random.Random(1),
+    )
 
 
 def test_srv_priority_order_and_weights() -> None:
@@ -100,3 +102,27 @@ def test_refresher_primes_and_the_cache_expands_in_failover_order(dns_server) ->
     assert cache.expand(named, clock[0]) == ()
     asyncio.run(refresher.refresh_once())
     assert len(cache.expand(named, clock[0])) == 3
+
+
+def test_a_dns_outage_serves_the_last_answer_until_max_stale() -> None:
+    """RFC 8767: failed refreshes keep the good answer (30 s at a time), up to max_stale."""
+    server = LocalDns(ZONE).start()
+    rows = TableRows(dispatcher=(DispatcherRow(1, 7, "sip:plain.test:5060", 0, 0, "", "gw"),))
+    snap = build_snapshot(rows)
+    cache = DnsCache()
+    clock = [1000.0]
+    refresher = DnsRefresher(
+        cache, resolver(server), lambda: clock[0], lambda: snap, max_stale=100.0
+    )
+    named = snap.dispatcher.sets[7].targets[0]
+    asyncio.run(refresher.prime(snap))
+    assert [t.host for t in cache.expand(named, clock[0])] == ["127.0.0.74"]
+    server.stop()  # the outage
+
+    for step in range(3):  # past the 10 s TTL, then twice 30 s: still the last answer
+        clock[0] += 10 if step == 0 else 30
+        asyncio.run(refresher.refresh_once())
+        assert [t.host for t in cache.expand(named, clock[0])] == ["127.0.0.74"], step
+    clock[0] = 1000.0 + 10 + 100  # max_stale past the TTL: the name is out
+    asyncio.run(refresher.refresh_once())
+    assert cache.expand(named, clock[0]) == ()

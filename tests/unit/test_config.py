@@ -109,6 +109,8 @@ def test_defaults() -> None:
     assert settings.unknown_source == "drop"
     assert (settings.max_forwards, settings.tcp_idle_timeout) == (70, 120.0)
     assert settings.max_message_size == 65535
+    assert (settings.tcp_max_connections, settings.tcp_max_per_source) == (4096, 64)
+    assert (settings.tcp_message_timeout, settings.tcp_max_output) == (10.0, 1 << 20)
     assert settings.default_socket is None and settings.admin_token is None
     assert settings.admin_address == Address("127.0.0.1", 8091)
     assert (settings.log_level, settings.server_header) == ("INFO", "pks-sip-proxy")
@@ -190,6 +192,16 @@ def test_settings_are_frozen() -> None:
         ({"PKS_MAX_FORWARDS": "300"}, r"^PKS_MAX_FORWARDS: .*less than or equal to 255"),
         ({"PKS_TCP_IDLE_TIMEOUT": "-1"}, r"^PKS_TCP_IDLE_TIMEOUT: .*greater than 0"),
         ({"PKS_MAX_MESSAGE_SIZE": "100"}, r"^PKS_MAX_MESSAGE_SIZE: .*greater than or equal"),
+        ({"PKS_TCP_MAX_CONNECTIONS": "0"}, r"^PKS_TCP_MAX_CONNECTIONS: .*greater than or equal"),
+        (
+            {"PKS_TCP_MAX_CONNECTIONS": "10", "PKS_TCP_MAX_PER_SOURCE": "11"},
+            r"^PKS_TCP_MAX_PER_SOURCE: 11 is more than PKS_TCP_MAX_CONNECTIONS \(10\)",
+        ),
+        ({"PKS_TCP_MESSAGE_TIMEOUT": "0"}, r"^PKS_TCP_MESSAGE_TIMEOUT: .*greater than 0"),
+        (
+            {"PKS_TCP_MAX_OUTPUT": "4096"},
+            r"^PKS_TCP_MAX_OUTPUT: 4096 is less than PKS_MAX_MESSAGE_SIZE \(65535\)",
+        ),
         ({"PKS_UNKNOWN_SOURCE": "ignore"}, r"^PKS_UNKNOWN_SOURCE: Input should be 'drop' or"),
         ({"PKS_FAILOVER_CODES": "408,5xx"}, r"^PKS_FAILOVER_CODES: '5xx' is not a final status"),
         ({"PKS_FAILOVER_CODES": "180"}, r"^PKS_FAILOVER_CODES: '180' is not a final status"),
@@ -241,9 +253,29 @@ def test_unreadable_toml_is_a_config_error(tmp_path: Path, monkeypatch: pytest.M
 
 def test_dns_servers_are_parsed_and_checked() -> None:
     settings = Settings(dns_servers="127.0.0.53, [::1]:5353")
-    assert [(a.host, a.port) for a in settings.dns_server_list] == [("127.0.0.53", 53),
-                                                                   ("::1", 5353)]  # fmt: skip
+    assert [(a.host, a.port) for a in settings.dns_server_list] == [
+        ("127.0.0.53", 53),
+        ("::1", 5353),
+    ]
     assert Settings().dns_server_list == ()
     for bad in ("::1", "dns.example:53", "127.0.0.1:0"):
         with pytest.raises(ConfigError, match="PKS_DNS_SERVERS"):
             Settings(dns_servers=bad)
+
+
+def test_the_edge_settings_have_safe_defaults() -> None:
+    s = Settings()
+    assert s.method_set == frozenset({"INVITE"}) and s.max_user_length == 64
+    assert s.max_transactions == 20000 and s.secret is None and s.secret_file == "pks.secret"
+
+
+def test_allowed_methods_are_checked() -> None:
+    assert Settings(allowed_methods="invite, MESSAGE").method_set == {"INVITE", "MESSAGE"}
+    for bad in ("INVITE,BYE", "INVITE,CANCEL", "INV ITE", "ACK"):
+        with pytest.raises((ConfigError, ValidationError), match=r"allowed_methods|ALLOWED"):
+            Settings(allowed_methods=bad)
+
+
+def test_a_short_secret_is_refused() -> None:
+    with pytest.raises((ConfigError, ValidationError)):
+        Settings(secret="short")

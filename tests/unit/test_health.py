@@ -116,11 +116,14 @@ def test_probing_mode_inactive_probes_only_inactive_ones() -> None:
 
 
 def test_ping_from_attr_and_ping_off_attr() -> None:
-    rows = seed_rows(dispatcher=(
-        DispatcherRow(2, 21, f"sip:{GW1.host}:{GW1.port}", 0, 0, "ping_from=sip:hc@pks.example",
-                      ""),
-        DispatcherRow(3, 21, f"sip:{GW2.host}:{GW2.port}", 0, 0, "ping=0", ""),
-    ))  # fmt: skip
+    rows = seed_rows(
+        dispatcher=(
+            DispatcherRow(
+                2, 21, f"sip:{GW1.host}:{GW1.port}", 0, 0, "ping_from=sip:hc@pks.example", ""
+            ),
+            DispatcherRow(3, 21, f"sip:{GW2.host}:{GW2.port}", 0, 0, "ping=0", ""),
+        )
+    )
     net = probing_net(rows)
     out = net.advance(0)
     assert options_to(out, GW1)[0].from_.uri.host == "pks.example"
@@ -142,19 +145,24 @@ def test_reload_keeps_state_of_unchanged_rows_only() -> None:
     net = probing_net()
     net.proxy.gateways.set_state(21, None, "inactive")
     rows = seed_rows()
-    changed = (rows.dispatcher[0], rows.dispatcher[1],
-               DispatcherRow(3, 21, f"sip:{GW2.host}:{GW2.port}", 0, 5, "", "gw2"),
-               rows.dispatcher[3])  # fmt: skip
+    changed = (
+        rows.dispatcher[0],
+        rows.dispatcher[1],
+        DispatcherRow(3, 21, f"sip:{GW2.host}:{GW2.port}", 0, 5, "", "gw2"),
+        rows.dispatcher[3],
+    )
     net.proxy.snapshot = build_snapshot(seed_rows(dispatcher=changed))
     assert state(net, GW1)["state"] == "inactive"
     assert state(net, GW2)["state"] == "active"
 
 
 def test_maxload_sends_the_next_call_to_the_next_gateway_then_503() -> None:
-    rows = seed_rows(dispatcher=(
-        DispatcherRow(2, 21, f"sip:{GW1.host}:{GW1.port}", 0, 0, "maxload=1", ""),
-        DispatcherRow(3, 21, f"sip:{GW2.host}:{GW2.port}", 0, 0, "maxload=1", ""),
-    ))  # fmt: skip
+    rows = seed_rows(
+        dispatcher=(
+            DispatcherRow(2, 21, f"sip:{GW1.host}:{GW1.port}", 0, 0, "maxload=1", ""),
+            DispatcherRow(3, 21, f"sip:{GW2.host}:{GW2.port}", 0, 0, "maxload=1", ""),
+        )
+    )
     net = Net.make(rows)
     first = net.deliver(invite(OFFNET, PBX, call_id="a", branch="z9hG4bKa"), PBX)
     second = net.deliver(invite(OFFNET, PBX, call_id="b", branch="z9hG4bKb"), PBX)
@@ -184,9 +192,15 @@ def test_peer_limit_answers_503_until_a_bye() -> None:
     other = net.deliver(invite(DID, CARRIER, call_id="x", branch="z9hG4bKx"), CARRIER)
     assert msgs(other, PBX)  # another peer is not limited
     hang_up = bye(
-        fwd, f"sip:gw@{gw}", PBX, from_=f"<sip:caller@{PBX.host}>;tag=ft1",
-        to=f"<sip:{OFFNET}@127.0.0.10>;tag=tt1", call_id="a", branch="z9hG4bKbye", cseq=2,
-    )  # fmt: skip
+        fwd,
+        f"sip:gw@{gw}",
+        PBX,
+        from_=f"<sip:caller@{PBX.host}>;tag=ft1",
+        to=f"<sip:{OFFNET}@127.0.0.10>;tag=tt1",
+        call_id="a",
+        branch="z9hG4bKbye",
+        cseq=2,
+    )
     net.deliver(hang_up, PBX)
     again = net.deliver(invite(OFFNET, PBX, call_id="c", branch="z9hG4bKc"), PBX)
     assert msgs(again, GW1) or msgs(again, GW2)
@@ -202,8 +216,9 @@ def test_named_gateway_expands_to_its_addresses_and_fails_over_between_them() ->
     # not resolved: like a dead one (a final at once goes without a 100 Trying before it)
     assert [m.status for m in msgs(out, PBX)] == [503]
     assert dns_key(named) in net.proxy.dns.wanted
-    net.proxy.dns.put(dns_key(named), Resolution(((GW1.host, GW1.port), (GW2.host, GW2.port)),
-                                                 net.now + 30))  # fmt: skip
+    net.proxy.dns.put(
+        dns_key(named), Resolution(((GW1.host, GW1.port), (GW2.host, GW2.port)), net.now + 30)
+    )
     out = net.deliver(invite(OFFNET, PBX, call_id="n2", branch="z9hG4bKn2"), PBX)
     assert len(msgs(out, GW1)) == 1
     out = net.advance(1.0)  # GW1 silent: the next SRV target

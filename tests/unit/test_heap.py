@@ -69,9 +69,12 @@ def _calls(net: Net) -> None:
     net.deliver(answer(fwd, 180, "Ringing"), PBX)
     net.deliver(answer(fwd, 200, "OK", contact=f"sip:pbx@{PBX}"), PBX)
     hang_up = bye(
-        fwd, f"sip:caller@{CARRIER}", PBX,
-        from_=f"<sip:{DID}@127.0.0.10>;tag=tt1", to=f"<sip:caller@{CARRIER.host}>;tag=ft1",
-    )  # fmt: skip
+        fwd,
+        f"sip:caller@{CARRIER}",
+        PBX,
+        from_=f"<sip:{DID}@127.0.0.10>;tag=tt1",
+        to=f"<sip:caller@{CARRIER.host}>;tag=ft1",
+    )
     fwd_bye = msgs(net.deliver(hang_up, PBX), CARRIER)[0]
     net.deliver(answer(fwd_bye, 200, "OK"), CARRIER)
     out = net.deliver(invite(OFFNET, PBX, call_id="c2", branch="z9hG4bK2"), PBX)

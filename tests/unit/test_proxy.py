@@ -24,9 +24,13 @@ def statuses(sends: list, dest: Address) -> list[int]:
 
 def bye_from_callee(fwd_invite: Message, caller_contact: str, branch: str = "z9hG4bKb1") -> str:
     return bye(
-        fwd_invite, caller_contact, PBX, from_="<sip:33202020201@127.0.0.10>;tag=tt1",
-        to=f"<sip:caller@{CARRIER.host}>;tag=ft1", branch=branch,
-    )  # fmt: skip
+        fwd_invite,
+        caller_contact,
+        PBX,
+        from_="<sip:33202020201@127.0.0.10>;tag=tt1",
+        to=f"<sip:caller@{CARRIER.host}>;tag=ft1",
+        branch=branch,
+    )
 
 
 def test_inbound_did_call_relayed_with_record_route() -> None:
@@ -133,8 +137,8 @@ def test_finished_transactions_keep_no_parsed_messages() -> None:
     fwd = first(out, gw_a)
     busy = answer(fwd, 486, "Busy Here")
     net.deliver(busy, gw_a)
-    ctxs = [h for h in net.proxy._servers.values() if isinstance(h, ServerCtx)]
-    branches = list(net.proxy._branches.values())
+    ctxs = [h for h in net.proxy.relay.servers.values() if isinstance(h, ServerCtx)]
+    branches = list(net.proxy.relay.branches.values())
     assert len(ctxs) == 1 and ctxs[0].final_sent and len(branches) == 1
     assert (ctxs[0].request, ctxs[0].base, ctxs[0].finals) == (None, None, [])
     assert branches[0].sent is None
@@ -233,10 +237,10 @@ def test_private_contact_gets_alias_and_bye_reaches_real_source() -> None:
     assert fwd_bye.uri.host == "192.168.1.10"
 
 
-def test_in_dialog_without_route_gets_404() -> None:
+def test_in_dialog_without_route_gets_403() -> None:
     net = Net.make()
     bye = invite(DID, CARRIER, method="BYE", to_tag="x1")
-    assert statuses(net.deliver(bye, CARRIER), CARRIER) == [404]
+    assert statuses(net.deliver(bye, CARRIER), CARRIER) == [403]
 
 
 def test_malformed_and_bad_requests_get_400_and_leave_no_state() -> None:

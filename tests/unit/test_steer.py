@@ -140,8 +140,13 @@ def test_router_keeps_steered_messages(group3: list[socket.socket], tmp_path: Pa
     channels = []
     for i, router in enumerate(routers):
         router.local = lambda data, inbound, i=i: kept.append(i)
-        channel = Channel(SharedStore(store_path, i), [info], lambda data, inbound: None,
-                          lambda op, args: asyncio.sleep(0), lambda op, args: None)  # fmt: skip
+        channel = Channel(
+            SharedStore(store_path, i),
+            [info],
+            lambda data, inbound: None,
+            lambda op, args: asyncio.sleep(0),
+            lambda op, args: None,
+        )
         router.channel = channel
         channels.append(channel)
     source = Address("127.0.0.1", 5070)

@@ -44,8 +44,12 @@ def worker(path: str, index: int, rows: TableRows | None = None) -> Net:
     store = SharedStore(path, index)
     snapshot = build_snapshot(rows or rows_of())
     share_selection(snapshot, store)
-    proxy = Proxy((PUBLIC, PUBLIC_TCP, PRIVATE), CoreConfig(), snapshot,
-                  branch_prefix=branch_prefix(index, "ab12"))  # fmt: skip
+    proxy = Proxy(
+        (PUBLIC, PUBLIC_TCP, PRIVATE),
+        CoreConfig(),
+        snapshot,
+        branch_prefix=branch_prefix(index, "ab12"),
+    )
     proxy.gateways.share = GatewayShare(store)
     proxy.snapshot = proxy.snapshot
     proxy.calls.share = PeerShare(store)
@@ -97,8 +101,9 @@ def test_round_robin_is_instance_wide(store_path: str) -> None:
     seen = []
     for n in range(10):
         net = (w0, w1)[n % 3 % 2]  # an uneven mix of workers: 0, 1, 0, 0, 1, 0, ...
-        seen.append(gateway_of(net.deliver(invite(OFFNET, PBX, call_id=f"c{n}",
-                                                  branch=f"z9hG4bK{n}"), PBX)))  # fmt: skip
+        seen.append(
+            gateway_of(net.deliver(invite(OFFNET, PBX, call_id=f"c{n}", branch=f"z9hG4bK{n}"), PBX))
+        )
     assert seen == [seen[0], seen[1]] * 5 and {seen[0], seen[1]} == {GW1, GW2}
 
 
@@ -111,9 +116,12 @@ def test_weighted_credits_are_instance_wide(store_path: str) -> None:
         sets=(SetRow(21, "weighted"),),
     )
     w0, w1 = worker(store_path, 0, rows), worker(store_path, 1, rows)
-    seen = [gateway_of((w0, w1)[n % 2].deliver(invite(OFFNET, PBX, call_id=f"c{n}",
-                                                      branch=f"z9hG4bK{n}"), PBX))
-            for n in range(8)]  # fmt: skip
+    seen = [
+        gateway_of(
+            (w0, w1)[n % 2].deliver(invite(OFFNET, PBX, call_id=f"c{n}", branch=f"z9hG4bK{n}"), PBX)
+        )
+        for n in range(8)
+    ]
     assert seen.count(GW1) == 6 and seen.count(GW2) == 2
 
 
@@ -139,10 +147,12 @@ def test_a_reload_keeps_the_shared_state_of_unchanged_rows(store_path: str) -> N
 
 
 def test_maxload_counts_calls_of_every_worker(store_path: str) -> None:
-    rows = rows_of(dispatcher=(
-        DispatcherRow(2, 21, f"sip:{GW1.host}:{GW1.port}", 0, 0, "maxload=1", ""),
-        DispatcherRow(3, 21, f"sip:{GW2.host}:{GW2.port}", 0, 0, "maxload=1", ""),
-    ))  # fmt: skip
+    rows = rows_of(
+        dispatcher=(
+            DispatcherRow(2, 21, f"sip:{GW1.host}:{GW1.port}", 0, 0, "maxload=1", ""),
+            DispatcherRow(3, 21, f"sip:{GW2.host}:{GW2.port}", 0, 0, "maxload=1", ""),
+        )
+    )
     w0, w1 = worker(store_path, 0, rows), worker(store_path, 1, rows)
     first = w0.deliver(invite(OFFNET, PBX, call_id="a", branch="z9hG4bKa"), PBX)
     second = w1.deliver(invite(OFFNET, PBX, call_id="b", branch="z9hG4bKb"), PBX)
@@ -175,11 +185,13 @@ def test_a_bye_for_a_call_held_elsewhere_is_passed_on(store_path: str) -> None:
     share = PeerShare(SharedStore(store_path, 0), lambda *dialog: missed.append(dialog))
     table = CallTable(GatewayStates())
     table.share = share
-    call = table.open("x", "ft", "pbx1")
-    table.bye("other", "a", "b")
-    assert missed == [("other", "a", "b")]
-    table.bye("x", "tt", "ft")  # the callee's BYE: tags swapped
-    assert not call.open and missed == [("other", "a", "b")] and share.count("pbx1") == 0
+    call = table.open("x", "ft", "pbx1", "10.0.0.1")
+    call.to_tag = "tt"  # answered
+    table.bye("other", "a", "b", "10.0.0.1")
+    assert missed == [("other", "a", "b", "10.0.0.1")]
+    table.bye("x", "tt", "ft", "10.0.0.1")  # the callee's BYE: tags swapped
+    assert not call.open and missed == [("other", "a", "b", "10.0.0.1")]
+    assert share.count("pbx1") == 0
 
 
 # -- ownership and the channel ----------------------------------------------------------------
@@ -219,8 +231,10 @@ def test_handoff_packing_round_trips() -> None:
     data = pack_message(b"T" * 16, 2, Address("::1", 5062), b"SIP/2.0 180 Ringing\r\n\r\n")
     assert data[:17] == b"T" * 16 + b"M"
     assert unpack_message(memoryview(data)[17:]) == (
-        2, Address("::1", 5062), b"SIP/2.0 180 Ringing\r\n\r\n",
-    )  # fmt: skip
+        2,
+        Address("::1", 5062),
+        b"SIP/2.0 180 Ringing\r\n\r\n",
+    )
 
 
 async def test_channel_hands_off_asks_and_notifies(store_path: str) -> None:
@@ -272,9 +286,13 @@ async def test_router_hands_each_message_to_its_owner(store_path: str) -> None:
     delivered: list[tuple[str, bytes]] = []  # (who got it, the bytes)
     channels = []
     for index in range(2):
-        channel = Channel(SharedStore(store_path, index), [PUBLIC, PUBLIC_TCP],
-                          lambda data, inbound, index=index: delivered.append((f"w{index}", data)),
-                          lambda op, args: asyncio.sleep(0), lambda op, args: None)  # fmt: skip
+        channel = Channel(
+            SharedStore(store_path, index),
+            [PUBLIC, PUBLIC_TCP],
+            lambda data, inbound, index=index: delivered.append((f"w{index}", data)),
+            lambda op, args: asyncio.sleep(0),
+            lambda op, args: None,
+        )
         await channel.open()
         channels.append(channel)
     router = Router(0, 2)
@@ -296,13 +314,15 @@ async def test_router_hands_each_message_to_its_owner(store_path: str) -> None:
             if len(delivered) == 5:
                 break
             await asyncio.sleep(0.01)
-        assert sorted(delivered) == sorted([
-            ("local", request(theirs).encode()),
-            ("local", request(mine).encode()),
-            ("w1", request(theirs).encode()),
-            ("w1", response),
-            ("local", request(theirs).encode()),  # a TCP request stays with its connection
-        ])  # fmt: skip
+        assert sorted(delivered) == sorted(
+            [
+                ("local", request(theirs).encode()),
+                ("local", request(mine).encode()),
+                ("w1", request(theirs).encode()),
+                ("w1", response),
+                ("local", request(theirs).encode()),  # a TCP request stays with its connection
+            ]
+        )
     finally:
         for channel in channels:
             channel.close()
@@ -334,9 +354,14 @@ async def test_a_tcp_send_goes_through_the_worker_holding_the_connection(
     nodes = []
     for index in range(2):
         node = WorkerNode(SharedStore(store_path, index))
-        node.channel = Channel(node.store, [PUBLIC, PUBLIC_TCP], lambda *a: None,
-                               lambda op, args: asyncio.sleep(0), lambda op, args: None,
-                               lambda send, index=index: relayed.append((index, send)))  # fmt: skip
+        node.channel = Channel(
+            node.store,
+            [PUBLIC, PUBLIC_TCP],
+            lambda *a: None,
+            lambda op, args: asyncio.sleep(0),
+            lambda op, args: None,
+            lambda send, index=index: relayed.append((index, send)),
+        )
         await node.channel.open()
         nodes.append(node)
     n0, n1 = nodes
@@ -358,3 +383,17 @@ async def test_a_tcp_send_goes_through_the_worker_holding_the_connection(
     finally:
         for node in nodes:
             node.close()
+
+
+def test_calls_per_second_are_the_instances(store_path: str) -> None:
+    from pks.route.fraud import CallRates
+    from pks.workers.shared import RateShare
+
+    w0, w1 = CallRates(), CallRates()
+    w0.share = RateShare(SharedStore(store_path, 0), "cps-peer")
+    w1.share = RateShare(SharedStore(store_path, 1), "cps-peer")
+    second = 1_800_000_000
+    let_through = [rates.take("pbx1", 3, second) for rates in (w0, w1, w0, w1, w0, w1)]
+    assert let_through == [True, True, True, False, False, False]  # 3 for the instance
+    assert w1.take("pbx1", 3, second + 1) and w0.take("pbx1", 3, second + 1)  # a new second
+    assert w0.take("pbx2", 3, second + 1)  # keys apart

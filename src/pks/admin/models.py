@@ -12,9 +12,20 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
-    "AddressIn", "AddressPatch", "CustomerIn", "DialplanIn", "DialplanPatch", "DispatcherIn",
-    "DispatcherPatch", "GatewayIn", "ImportIn", "NumberIn", "ProviderIn", "SetIn", "SourceIn",
-]  # fmt: skip
+    "AddressIn",
+    "AddressPatch",
+    "CustomerIn",
+    "DialplanIn",
+    "DialplanPatch",
+    "DispatcherIn",
+    "DispatcherPatch",
+    "GatewayIn",
+    "ImportIn",
+    "NumberIn",
+    "ProviderIn",
+    "SetIn",
+    "SourceIn",
+]
 
 
 class _Strict(BaseModel):
@@ -87,7 +98,16 @@ class DispatcherPatch(_Strict):
 
 
 class SetIn(_Strict):
-    algorithm: str = Field(description="round-robin, priority, weighted, … or a Kamailio number")
+    """A set's overrides; what is left out stays as it was (at least one is needed)."""
+
+    algorithm: str | None = Field(
+        None, description="round-robin, priority, weighted, … or a Kamailio number"
+    )
+    ruri_host: str | None = Field(
+        None,
+        description="keep: the caller's R-URI host (ds_select_dst, the default); gateway: the"
+        " chosen gateway's host, port and transport (ds_select_domain)",
+    )
 
 
 class SourceIn(_Strict):
@@ -114,7 +134,10 @@ class _PeerIn(_Strict):
     setid: int | None = Field(None, description="its dispatcher set; default: the next free")
     socket: str | None = Field(None, description="socket name to reach its gateways")
     algorithm: str | None = None
+    ruri_host: str | None = Field(None, description="keep (default) or gateway")
     max_calls: int | None = None
+    max_cps: int | None = Field(None, description="new calls per second from its sources")
+    max_intl_calls: int | None = Field(None, description="concurrent international calls")
     description: str = ""
     sources: list[str | SourceIn] = Field(
         default_factory=list, description="IP, IP/MASK, IP:PORT or IP/MASK:PORT"
@@ -142,3 +165,27 @@ class ImportIn(_Strict):
 
     files: dict[str, str]
     check_only: bool = False
+
+
+class LimitsIn(_Strict):
+    """A peer's limits; the keys given are set (null or 0: unlimited), the others kept."""
+
+    max_calls: int | None = None
+    max_cps: int | None = None
+    max_intl_calls: int | None = None
+
+
+class BanIn(_Strict):
+    """A ban in pks_ban: an address or a network (IPv4 or IPv6)."""
+
+    address: str = Field(description="IP or IP/PREFIX")
+    reason: str = ""
+    seconds: float | None = Field(None, description="how long; null: for ever")
+
+
+class BlockIn(_Strict):
+    """A blocked destination prefix in pks_block."""
+
+    prefix: str = Field(description="digits (+ * # allowed) a called number starts with")
+    tag: str | None = Field(None, description="the peer's tag; null: every peer")
+    reason: str = ""

@@ -9,10 +9,13 @@ says which). A refused write is a 4xx ``{"detail", "problems": [...]}`` and writ
 
 # no "from __future__ import annotations": FastAPI must see the body classes, not names
 
+import asyncio
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
+from pks.admin.cdr import add_cdr_routes
+from pks.admin.floods import add_flood_routes
 from pks.admin.models import (
     AddressIn,
     AddressPatch,
@@ -24,7 +27,7 @@ from pks.admin.models import (
     ImportIn,
     ProviderIn,
     SetIn,
-)  # fmt: skip
+)
 from pks.admin.service import AdminService
 from pks.provision import peers, tables, transfer
 from pks.provision.errors import Invalid
@@ -44,6 +47,8 @@ def build_rest(service: AdminService) -> APIRouter:
     _peers(router, service, "customer", CustomerIn)
     _peers(router, service, "provider", ProviderIn)
     _tools(router, service)
+    add_cdr_routes(router, service)
+    add_flood_routes(router, service)
     return router
 
 
@@ -71,15 +76,15 @@ def _table(router: APIRouter, service: AdminService, name: str, create: Any, pat
 
 
 def _sets(router: APIRouter, service: AdminService) -> None:
-    @router.get("/sets", tags=["sets"], summary="dispatcher sets and their algorithms")
+    @router.get("/sets", tags=["sets"], summary="dispatcher sets, algorithms, R-URI hosts")
     async def list_sets() -> list[dict[str, Any]]:
         return await service.read(tables.list_sets)  # type: ignore[no-any-return]
 
-    @router.put("/sets/{setid}", tags=["sets"], summary="set a set's algorithm")
+    @router.put("/sets/{setid}", tags=["sets"], summary="set a set's algorithm and/or R-URI host")
     async def put_set(setid: int, body: SetIn) -> dict[str, Any]:
-        return await service.write(tables.put_set, setid, body.algorithm)
+        return await service.write(tables.put_set, setid, body.algorithm, body.ruri_host)
 
-    @router.delete("/sets/{setid}", tags=["sets"], summary="back to the default algorithm")
+    @router.delete("/sets/{setid}", tags=["sets"], summary="back to the defaults")
     async def delete_set(setid: int) -> dict[str, Any]:
         return await service.write(tables.delete_set, setid)
 
@@ -120,15 +125,30 @@ def _tools(router: APIRouter, service: AdminService) -> None:
             ip, _, port = parse_source(source if "/" not in source else "!")
         except ValueError as exc:
             raise Invalid("cannot explain", [str(exc)]) from None
-        proxy = service.server.proxy
-        usable = None
-        if proxy is not None:
+        proxy = service.instance.proxy
+        result = explain(service.snapshot, ip, port or 5060, number).as_dict()
+        if proxy is not None:  # the running proxy's gateway states, policy and open calls
             proxy.gateways.refresh()
-            usable = proxy.gateways.is_usable
-        result = explain(service.snapshot, ip, port or 5060, number, usable).as_dict()
+            usable, policy = proxy.gateways.is_usable, proxy.config.policy
+            now = asyncio.get_running_loop().time()  # the core's clock (calls per second)
+            result = explain(
+                service.snapshot,
+                ip,
+                port or 5060,
+                number,
+                usable,
+                policy,
+                proxy.calls.peer_count,
+                limits=proxy.limits,
+                now=now,
+            ).as_dict()
         if proxy is not None:
-            by_uri = {d.uri: d for s in service.snapshot.dispatcher_sets() for d in s.destinations
-                      if d.setid == result["setid"]}  # fmt: skip
+            by_uri = {
+                d.uri: d
+                for s in service.snapshot.dispatcher_sets()
+                for d in s.destinations
+                if d.setid == result["setid"]
+            }
             for gw in result["gateways"]:
                 dest = by_uri.get(gw["uri"])
                 state = None if dest is None else proxy.gateways.describe(dest.target)

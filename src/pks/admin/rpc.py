@@ -70,7 +70,7 @@ def _param(params: list[Any], index: int, kind: type, name: str) -> Any:
 
 
 async def _reload(service: AdminService, fault: str) -> str:
-    result = await service.server.reload()
+    result = await service.instance.reload()
     if not result.ok:
         raise RpcFault(500, fault, result.message)
     return result.message
@@ -86,20 +86,24 @@ async def core_version(service: AdminService, params: list[Any]) -> Any:
 
 @method("core.uptime", "{now, up_since, uptime} (uptime in seconds)")
 async def core_uptime(service: AdminService, params: list[Any]) -> Any:
-    now, since = time.time(), service.server.started_at
+    now, since = time.time(), service.instance.started_at
     return {"now": time.ctime(now), "up_since": time.ctime(since), "uptime": int(now - since)}
 
 
 @method("tm.stats", "transaction counters, as Kamailio's tm.stats (every worker's summed)")
 async def tm_stats(service: AdminService, params: list[Any]) -> Any:
-    stats, current = await service.server.transaction_stats()
+    stats, current = await service.instance.transaction_stats()
     names = ("total_local", "rpl_received", "rpl_generated", "rpl_sent")
     return {
-        "current": current, "waiting": stats.get("waiting", 0),
-        "total": stats.get("created", 0), **{n: stats.get(n, 0) for n in names},
+        "current": current,
+        "waiting": stats.get("waiting", 0),
+        "total": stats.get("created", 0),
+        **{n: stats.get(n, 0) for n in names},
         **{f"{c}xx": stats.get(f"{c}xx", 0) for c in (6, 5, 4, 3, 2)},
-        "created": stats.get("created", 0), "freed": stats.get("freed", 0), "delayed_free": 0,
-    }  # fmt: skip
+        "created": stats.get("created", 0),
+        "freed": stats.get("freed", 0),
+        "delayed_free": 0,
+    }
 
 
 @method("system.listMethods", "the methods this endpoint answers")
@@ -128,10 +132,13 @@ async def address_dump(service: AdminService, params: list[Any]) -> Any:
 @method("permissions.subnetDump", "subnet entries in matching order")
 async def subnet_dump(service: AdminService, params: list[Any]) -> Any:
     return [
-        {"id": i, "group": e.grp,
-         "item": {"ip": e.ip, "mask": e.mask, "port": e.port, "tag": e.tag or ""}}
+        {
+            "id": i,
+            "group": e.grp,
+            "item": {"ip": e.ip, "mask": e.mask, "port": e.port, "tag": e.tag or ""},
+        }
         for i, e in enumerate(service.snapshot.subnet_dump())
-    ]  # fmt: skip
+    ]
 
 
 @method("permissions.testSource", "ip [port] → {allowed, group, tag, id, match}")
@@ -144,10 +151,14 @@ async def test_source(service: AdminService, params: list[Any]) -> Any:
         return {"ip": ip, "port": port, "allowed": False}
     entry = address_entry(snap, ip, port)
     return {
-        "ip": ip, "port": port, "allowed": True, "group": peer.grp, "tag": peer.tag,
+        "ip": ip,
+        "port": port,
+        "allowed": True,
+        "group": peer.grp,
+        "tag": peer.tag,
         "id": None if entry is None else entry.id,
         "match": None if entry is None else f"{entry.ip}/{entry.mask}:{entry.port}",
-    }  # fmt: skip
+    }
 
 
 # -- dialplan -------------------------------------------------------------------------------
@@ -170,12 +181,21 @@ async def dialplan_dump(service: AdminService, params: list[Any]) -> Any:
     return {
         "DPID": dpid,
         "ENTRIES": [
-            {"ENTRY": {"PRIO": r.pr, "MATCHOP": r.match_op, "MATCHEXP": r.match_exp,
-                       "MATCHLEN": r.match_len, "SUBSTEXP": r.subst_exp,
-                       "REPLEXP": r.repl_exp, "ATTRS": r.attrs, "ID": r.id}}
+            {
+                "ENTRY": {
+                    "PRIO": r.pr,
+                    "MATCHOP": r.match_op,
+                    "MATCHEXP": r.match_exp,
+                    "MATCHLEN": r.match_len,
+                    "SUBSTEXP": r.subst_exp,
+                    "REPLEXP": r.repl_exp,
+                    "ATTRS": r.attrs,
+                    "ID": r.id,
+                }
+            }
             for r in rules
         ],
-    }  # fmt: skip
+    }
 
 
 @method("dialplan.translate", "dpid input → {Output, Attributes, Rule}")
@@ -201,7 +221,7 @@ async def dispatcher_reload(service: AdminService, params: list[Any]) -> Any:
 
 
 def _dest(service: AdminService, dest: Destination, mode: str) -> dict[str, Any]:
-    proxy = service.server.proxy
+    proxy = service.instance.proxy
     state = proxy.gateways.describe(dest.target) if proxy is not None else None
     out: dict[str, Any] = {
         "URI": dest.uri,
@@ -211,13 +231,15 @@ def _dest(service: AdminService, dest: Destination, mode: str) -> dict[str, Any]
     if dest.attrs and mode != "short":
         attrs = dict(dest.attr_map)
         out["ATTRS"] = {
-            "BODY": dest.attrs, "DUID": attrs.get("duid", ""),
+            "BODY": dest.attrs,
+            "DUID": attrs.get("duid", ""),
             "MAXLOAD": _int(attrs.get("maxload")),
-            "WEIGHT": _int(attrs.get("weight")), "RWEIGHT": _int(attrs.get("rweight")),
+            "WEIGHT": _int(attrs.get("weight")),
+            "RWEIGHT": _int(attrs.get("rweight")),
             "SOCKET": attrs.get("socket", ""),
             "SOCKNAME": attrs.get("sockname") or attrs.get("socketname", ""),
             "OBPROXY": attrs.get("obproxy", ""),
-        }  # fmt: skip
+        }
     if state is not None:
         out["STATE"] = state["state"]
         if state.get("latency"):
@@ -226,13 +248,24 @@ def _dest(service: AdminService, dest: Destination, mode: str) -> dict[str, Any]
         out["RUNTIME"] = {"DLGLOAD": state.get("load", 0), "MAXLOAD": state.get("maxload")}
         out["PROBE"] = {
             key: state.get(key)
-            for key in ("probing", "failures", "successes", "last_code", "last_reason",
-                        "last_probe_at", "latency")
-        }  # fmt: skip
+            for key in (
+                "probing",
+                "failures",
+                "successes",
+                "last_code",
+                "last_reason",
+                "last_probe_at",
+                "latency",
+            )
+        }
     if mode == "full":
         target = dest.target
-        out.update(HOST=target.host, PORT=target.port, PROTOID=target.proto.value,
-                   SOCKET=target.socket_name or "")  # fmt: skip
+        out.update(
+            HOST=target.host,
+            PORT=target.port,
+            PROTOID=target.proto.value,
+            SOCKET=target.socket_name or "",
+        )
     return out
 
 
@@ -249,11 +282,17 @@ async def dispatcher_list(service: AdminService, params: list[Any]) -> Any:
     return {
         "NRSETS": len(sets),
         "RECORDS": [
-            {"SET": {"ID": s.setid, "ALG": s.algorithm,
-                     "TARGETS": [{"DEST": _dest(service, d, mode)} for d in s.destinations]}}
+            {
+                "SET": {
+                    "ID": s.setid,
+                    "ALG": s.algorithm,
+                    "RURI_HOST": s.ruri_host,  # ours: keep or gateway (pks_set.ruri_host)
+                    "TARGETS": [{"DEST": _dest(service, d, mode)} for d in s.destinations],
+                }
+            }
             for s in sets
         ],
-    }  # fmt: skip
+    }
 
 
 @method("dispatcher.set_state", "state group uri|all → 'Ok. Dispatcher state updated.'")
@@ -263,7 +302,7 @@ async def dispatcher_set_state(service: AdminService, params: list[Any]) -> Any:
     state = _param(params, 0, str, "state")
     group = _param(params, 1, int, "group")
     uri = _param(params, 2, str, "uri")
-    proxy = service.server.proxy
+    proxy = service.instance.proxy
     if proxy is None:
         raise RpcFault(500, "State Update Failed", "the proxy is not running")
     try:
@@ -277,7 +316,7 @@ async def dispatcher_set_state(service: AdminService, params: list[Any]) -> Any:
 
 @method("dispatcher.ping_active", "[0|1] → {OldPingState[, NewPingState]}")
 async def dispatcher_ping_active(service: AdminService, params: list[Any]) -> Any:
-    proxy = service.server.proxy
+    proxy = service.instance.proxy
     if proxy is None:
         raise RpcFault(500, "Ping State Update Failed")
     old = int(proxy.gateways.ping_active)

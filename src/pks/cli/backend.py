@@ -35,13 +35,22 @@ class ApiBackend(Backend):
 
     def __init__(self, settings: Settings) -> None:
         self.base = f"http://{settings.admin_address}"
-        token = settings.admin_token
+        token = settings.admin_token  # PKS_ADMIN_TOKEN, the one the proxy checks
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
 
     def call(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
+        headers = self.headers
+        if method != "GET":  # the API takes writes as JSON only, a body-less one too
+            headers = {**headers, "Content-Type": "application/json"}
         try:
-            resp = httpx.request(method, self.base + path, json=body, params=params or None,
-                                 headers=self.headers, timeout=60)  # fmt: skip
+            resp = httpx.request(
+                method,
+                self.base + path,
+                json=body,
+                params=params or None,
+                headers=headers,
+                timeout=60,
+            )
         except httpx.HTTPError as exc:
             fail(f"cannot reach the admin API at {self.base}: {exc}")
         answer = resp.json() if resp.content else None
@@ -55,8 +64,9 @@ class ApiBackend(Backend):
         return answer
 
     def rpc(self, method: str, *params: Any) -> Any:
-        answer = self.call("POST", "/RPC", {"jsonrpc": "2.0", "id": 1, "method": method,
-                                            "params": list(params)})  # fmt: skip
+        answer = self.call(
+            "POST", "/RPC", {"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}
+        )
         if "error" in answer:
             error = answer["error"]
             data = error.get("data")
@@ -88,9 +98,12 @@ class DbBackend(Backend):
             return self._peers(method, head[:-1], parts, body)
         if head == "sets":
             return self._sets(method, parts, body)
+        if head in ("bans", "blocks") or parts[-1] == "limits":
+            return self._floods(method, parts, body)
         if head == "import":
-            return self._written(transfer.import_tables(e, body["files"],
-                                                        check_only=body["check_only"]))  # fmt: skip
+            return self._written(
+                transfer.import_tables(e, body["files"], check_only=body["check_only"])
+            )
         if head == "export":
             return transfer.export_tables(e, params["table"], colon=params["format"] == "dbtext")
         if method == "GET":
@@ -126,10 +139,32 @@ class DbBackend(Backend):
         if method == "GET":
             return tables.list_sets(e)
         if method == "PUT":
-            return self._written(tables.put_set(e, int(parts[1]), body["algorithm"]))
+            return self._written(
+                tables.put_set(e, int(parts[1]), body.get("algorithm"), body.get("ruri_host"))
+            )
         if method == "DELETE":
             return self._written(tables.delete_set(e, int(parts[1])))
         raise NotImplementedError(f"{method} /{'/'.join(parts)} has no database mode")
+
+    def _floods(self, method: str, parts: list[str], body: Any) -> Any:
+        from pks.provision import guard
+
+        e = self.engine
+        if parts[-1] == "limits":  # PATCH customers|providers/NAME/limits
+            return self._written(guard.set_limits(e, parts[0][:-1], parts[1], body))
+        if parts[0] == "bans":
+            if method == "GET":
+                return {"in_force": guard.list_bans(e), "table": guard.list_bans(e)}
+            if method == "POST":
+                return self._written(
+                    guard.add_ban(e, body["address"], body["reason"], body["seconds"])
+                )
+            return self._written(guard.delete_ban(e, "/".join(parts[1:])))
+        if method == "GET":
+            return guard.list_blocks(e)
+        if method == "POST":
+            return self._written(guard.add_block(e, body["prefix"], body["tag"], body["reason"]))
+        return self._written(guard.delete_block(e, int(parts[1])))
 
     @staticmethod
     def _written(data: Any) -> dict[str, Any]:
@@ -159,6 +194,10 @@ def choose(settings: Settings, force_db: bool, *, quiet: bool = False) -> ApiBac
     if not quiet:
         from pks.db.engine import describe
 
-        note(f"pks: database {describe(backend.engine)} (a running proxy sees changes on"
-             " `pks reload`)")  # fmt: skip
+        # pks.db.watch: a running proxy applies every change it sees (PostgreSQL LISTEN/NOTIFY,
+        # else a check every PKS_DB_POLL_INTERVAL) without being told
+        note(
+            f"pks: database {describe(backend.engine)} (a running proxy applies the changes"
+            " by itself within about a second, PKS_DB_POLL_INTERVAL)"
+        )
     return backend

@@ -49,16 +49,39 @@ def _fail(engine: Engine, exc: Exception) -> typer.Exit:
     return typer.Exit(1)
 
 
+WaitOption = Annotated[
+    float,
+    typer.Option(
+        "--wait",
+        metavar="SECONDS",
+        help="Wait up to this long for an unreachable database (a container starting beside it).",
+    ),
+]
+
+
 @db_app.command()
-def init(url: UrlOption = None) -> None:
+def init(url: UrlOption = None, wait: WaitOption = 0) -> None:
     """Create what is missing: Kamailio tables, pks tables, PostgreSQL change triggers."""
+    import time
+
     from pks.db import migrate
+    from pks.db.engine import describe, is_unreachable
 
     engine = _engine(url)
+    deadline = time.monotonic() + wait
+    said = False
     try:
-        done = migrate.init(engine)
-    except Exception as exc:
-        raise _fail(engine, exc) from None
+        while True:
+            try:
+                done = migrate.init(engine)
+                break
+            except Exception as exc:
+                if not is_unreachable(exc) or time.monotonic() >= deadline:
+                    raise _fail(engine, exc) from None
+                if not said:
+                    typer.echo(f"pks: waiting for the database ({describe(engine)})", err=True)
+                    said = True
+                time.sleep(1)
     finally:
         engine.dispose()
     for line in done or ["nothing to do: every table is there"]:

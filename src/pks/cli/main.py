@@ -7,19 +7,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 from typing import Any
 
 import typer
 
+from pks import logs
+from pks.cli.cdr import cdr_app
 from pks.cli.context import JsonOption, api, options, settings
 from pks.cli.db import db_app
+from pks.cli.floods import ban_app, block_app
 from pks.cli.output import emit, fail
 from pks.cli.peers import customer_app, provider_app
 from pks.cli.tables import address_app, dialplan_app, dispatcher_app
 from pks.cli.tools import export_command, import_command, route_app
 
-app = typer.Typer(help="pks-sip-proxy: SIP interconnection proxy.", no_args_is_help=True)
+# plain help, as click prints it: Typer's rich panels mark every flag "<bool>", as if it took
+# a value (sub-commands inherit the mode)
+app = typer.Typer(
+    help="pks-sip-proxy: SIP interconnection proxy.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(db_app, name="db")
 
 
@@ -40,18 +46,18 @@ def run(
     With PKS_WORKERS > 1 this process supervises that many worker processes."""
     config = settings()
     tag = f"[w{worker.partition(':')[0]}]" if worker else ""
-    logging.basicConfig(
-        level=config.log_level,
-        format=f"%(asctime)s %(levelname)s %(name)s{tag}: %(message)s",
-        stream=sys.stderr,
-    )
-    if worker or config.worker_count > 1:
-        from pks.workers.supervisor import Supervisor, run_worker
+    logs.setup(config.log_level, tag)  # stderr; under systemd, the journal's form
+    if config.worker_count > 1 and not worker:
+        from pks.workers.supervisor import Supervisor
 
-        status = run_worker(config, worker, sockets) if worker else Supervisor(config).run()
-        raise typer.Exit(status)
+        raise typer.Exit(Supervisor(config).run())
+    from pks.server import Server  # the supervisor above has no use for it
+
+    if worker:
+        from pks.workers.supervisor import run_worker
+
+        raise typer.Exit(run_worker(worker, sockets, lambda node: Server(config, node).run()))
     from pks.loop import new_event_loop
-    from pks.server import Server
 
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
@@ -78,12 +84,17 @@ def status(as_json: bool = JsonOption) -> None:
 
     def human(s: dict[str, Any]) -> str:
         routing = s.get("routing")
-        lines = [f"pks {s['version']}, up {s['uptime']:.0f} s",
-                 f"routing: {'loaded' if s['routing_loaded'] else 'NOT loaded'}"]  # fmt: skip
+        lines = [
+            f"pks {s['version']}, up {s['uptime']:.0f} s",
+            f"routing: {'loaded' if s['routing_loaded'] else 'NOT loaded'}",
+        ]
         if isinstance(routing, dict):
             lines.append("  " + ", ".join(f"{k} {v}" for k, v in routing.items() if v is not None))
         if s.get("last_reload"):
             lines.append(f"last reload: {s['last_reload']}")
+        drops = ", ".join(f"{k} {v}" for k, v in (s.get("tcp_drops") or {}).items() if v)
+        if drops:
+            lines.append(f"TCP connections closed by the bounds: {drops}")
         return "\n".join(lines)
 
     emit(body, as_json, human)
@@ -97,6 +108,9 @@ app.add_typer(address_app, name="address")
 app.add_typer(dialplan_app, name="dialplan")
 app.add_typer(dispatcher_app, name="dispatcher")
 app.add_typer(route_app, name="route")
+app.add_typer(ban_app, name="ban")
+app.add_typer(block_app, name="block")
+app.add_typer(cdr_app, name="cdr")
 app.command("import")(import_command)
 app.command("export")(export_command)
 

@@ -20,16 +20,23 @@ NUMBER_COLUMNS = ["id", "dpid", "pr", "match_op", "match_exp"]
 
 def _summary(peers: list[dict[str, Any]]) -> str:
     rows = [
-        {**p, "sources": len(p["sources"]), "gateways": len(p["gateways"]),
-         "numbers": len(p["numbers"])}
+        {
+            **p,
+            "sources": len(p["sources"]),
+            "gateways": len(p["gateways"]),
+            "numbers": len(p["numbers"]),
+        }
         for p in peers
-    ]  # fmt: skip
+    ]
     return table(rows, ["name", "tag", "setid", "socket", "sources", "gateways", "numbers"])
 
 
 def _whole(p: dict[str, Any]) -> str:
-    head = [f"{p['kind']} {p['name']}: tag {p['tag']}, set {p['setid']}"
-            f", socket {p['socket'] or '-'}, algorithm {p['algorithm'] or 'default'}"]  # fmt: skip
+    head = [
+        f"{p['kind']} {p['name']}: tag {p['tag']}, set {p['setid']}"
+        f", socket {p['socket'] or '-'}, algorithm {p['algorithm'] or 'default'}"
+        f", R-URI host {p.get('ruri_host') or 'keep'}"
+    ]
     if p.get("description"):
         head.append(p["description"])
     parts = [
@@ -37,13 +44,15 @@ def _whole(p: dict[str, Any]) -> str:
         "sources (address):\n" + table(p["sources"], ["id", "ip", "mask", "port"]),
         "gateways (dispatcher):\n" + table(p["gateways"], GATEWAY_COLUMNS),
         "numbers (dialplan):\n" + table(p["numbers"], NUMBER_COLUMNS),
-    ]  # fmt: skip
+    ]
     return "\n\n".join(parts)
 
 
 def _app(kind: str, numbers_flag: str, numbers_help: str) -> typer.Typer:
-    app = typer.Typer(help=f"{kind.capitalize()}s: sources, gateways and numbers as one object.",
-                      no_args_is_help=True)  # fmt: skip
+    app = typer.Typer(
+        help=f"{kind.capitalize()}s: sources, gateways and numbers as one object.",
+        no_args_is_help=True,
+    )
     path = f"/api/v1/{kind}s"
 
     @app.command("add")
@@ -56,16 +65,35 @@ def _app(kind: str, numbers_flag: str, numbers_help: str) -> typer.Typer:
         setid: int = typer.Option(None, help="dispatcher set (default: next free)"),
         socket: str = typer.Option(None, help="socket name to reach the gateways"),
         algorithm: str = typer.Option(None, help="the set's algorithm"),
+        ruri_host: str = typer.Option(
+            None, help="keep (the caller's R-URI host, default) or gateway (the gateway's)"
+        ),
         max_calls: int = typer.Option(None),
+        max_cps: int = typer.Option(None, help="new calls per second from its sources"),
+        max_intl_calls: int = typer.Option(None, help="concurrent international calls"),
         description: str = typer.Option(""),
         as_json: bool = JsonOption,
     ) -> None:
-        spec = {"name": name, "sources": source, "gateways": gateway, "numbers": number,
-                "tag": tag, "setid": setid, "socket": socket, "algorithm": algorithm,
-                "max_calls": max_calls, "description": description}  # fmt: skip
+        spec = {
+            "name": name,
+            "sources": source,
+            "gateways": gateway,
+            "numbers": number,
+            "tag": tag,
+            "setid": setid,
+            "socket": socket,
+            "algorithm": algorithm,
+            "ruri_host": ruri_host,
+            "max_calls": max_calls,
+            "max_cps": max_cps,
+            "max_intl_calls": max_intl_calls,
+            "description": description,
+        }
         spec = {k: v for k, v in spec.items() if v is not None}
-        body = {("dids" if kind == "customer" else "routes") if k == "numbers" else k: v
-                for k, v in spec.items()}  # fmt: skip
+        body = {
+            ("dids" if kind == "customer" else "routes") if k == "numbers" else k: v
+            for k, v in spec.items()
+        }
         result = backend(quiet=as_json).call("POST", path, body)
         written(result, as_json, f"{kind} {name} added, set {result['data']['setid']}")
 
@@ -89,6 +117,29 @@ def _app(kind: str, numbers_flag: str, numbers_help: str) -> typer.Typer:
         written(result, as_json, f"{kind} {name} removed with every row it owned")
 
     rm.__doc__ = f"Remove a {kind} and every row it owns."
+
+    @app.command("limits")
+    def limits(
+        name: str,
+        max_calls: int = typer.Option(None, help="concurrent calls (0: unlimited)"),
+        max_cps: int = typer.Option(None, help="new calls per second (0: unlimited)"),
+        max_intl_calls: int = typer.Option(None, help="international calls (0: unlimited)"),
+        as_json: bool = JsonOption,
+    ) -> None:
+        body = {
+            k: v
+            for k, v in (
+                ("max_calls", max_calls),
+                ("max_cps", max_cps),
+                ("max_intl_calls", max_intl_calls),
+            )
+            if v is not None
+        }
+        result = backend(quiet=as_json).call("PATCH", f"{path}/{name}/limits", body)
+        shown = ", ".join(f"{k} {result['data'][k] or 'unlimited'}" for k in sorted(body))
+        written(result, as_json, f"{kind} {name}: {shown}")
+
+    limits.__doc__ = f"Change a {kind}'s limits: max_calls, max_cps, max_intl_calls."
     return app
 
 

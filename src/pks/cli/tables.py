@@ -1,5 +1,5 @@
 """Beside the data path: ``pks address|dialplan|dispatcher list|add|rm`` and the dispatcher's
-live commands (``set-state``, ``set-alg``, ``sets``)."""
+live commands (``set-state``, ``set-alg``, ``set-ruri``, ``sets``)."""
 
 from __future__ import annotations
 
@@ -101,8 +101,16 @@ def dialplan_add(
     as_json: bool = JsonOption,
 ) -> None:
     """Add a dialplan rule (the regex is compiled by the router's engine first)."""
-    values = {"dpid": dpid, "pr": pr, "match_op": op, "match_exp": match, "match_len": length,
-              "subst_exp": subst, "repl_exp": repl, "attrs": attrs}  # fmt: skip
+    values = {
+        "dpid": dpid,
+        "pr": pr,
+        "match_op": op,
+        "match_exp": match,
+        "match_len": length,
+        "subst_exp": subst,
+        "repl_exp": repl,
+        "attrs": attrs,
+    }
     _add("dialplan", values, as_json)
 
 
@@ -129,8 +137,14 @@ def dispatcher_add(
     as_json: bool = JsonOption,
 ) -> None:
     """Add a gateway to a set."""
-    values = {"setid": setid, "destination": uri, "flags": flags, "priority": priority,
-              "attrs": attrs, "description": description}  # fmt: skip
+    values = {
+        "setid": setid,
+        "destination": uri,
+        "flags": flags,
+        "priority": priority,
+        "attrs": attrs,
+        "description": description,
+    }
     _add("dispatcher", values, as_json)
 
 
@@ -142,9 +156,10 @@ def dispatcher_rm(row_id: int, as_json: bool = JsonOption) -> None:
 
 @dispatcher_app.command("sets")
 def dispatcher_sets(as_json: bool = JsonOption) -> None:
-    """List sets with their algorithm and gateway count."""
+    """List sets with their algorithm, R-URI host (keep or gateway) and gateway count."""
     rows = backend(quiet=as_json).call("GET", "/api/v1/sets")
-    emit(rows, as_json, lambda r: table(r, ["setid", "algorithm", "gateways", "owner"]))
+    columns = ["setid", "algorithm", "ruri_host", "gateways", "owner"]
+    emit(rows, as_json, lambda r: table(r, columns))
 
 
 @dispatcher_app.command("set-alg")
@@ -152,6 +167,21 @@ def dispatcher_set_alg(setid: int, algorithm: str, as_json: bool = JsonOption) -
     """Set a set's distribution algorithm (round-robin, priority, weighted, … or a number)."""
     result = backend(quiet=as_json).call("PUT", f"/api/v1/sets/{setid}", {"algorithm": algorithm})
     written(result, as_json, f"set {setid} uses {result['data']['algorithm']}")
+
+
+@dispatcher_app.command("set-ruri")
+def dispatcher_set_ruri(
+    setid: int,
+    mode: str = typer.Argument(
+        ...,
+        help="keep: the caller's R-URI host (like ds_select_dst, the default); gateway: the"
+        " chosen gateway's host, port and transport (like ds_select_domain)",
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Set what the R-URI host of calls to a set's gateways becomes: keep or gateway."""
+    result = backend(quiet=as_json).call("PUT", f"/api/v1/sets/{setid}", {"ruri_host": mode})
+    written(result, as_json, f"set {setid} R-URI host: {result['data']['ruri_host']}")
 
 
 @dispatcher_app.command("set-state")
@@ -169,12 +199,19 @@ def dispatcher_state(as_json: bool = JsonOption) -> None:
     """The live gateways of every set with their state (like kamcmd dispatcher.list)."""
     result = api().rpc("dispatcher.list")
     rows = [
-        {"set": r["SET"]["ID"], "alg": r["SET"].get("ALG"), "uri": d["DEST"]["URI"],
-         "flags": d["DEST"]["FLAGS"], "priority": d["DEST"]["PRIORITY"],
-         "state": d["DEST"].get("STATE"), "calls": d["DEST"].get("RUNTIME", {}).get("DLGLOAD"),
-         **_probe_columns(d["DEST"].get("PROBE") or {})}
-        for r in result["RECORDS"] for d in r["SET"]["TARGETS"]
-    ]  # fmt: skip
+        {
+            "set": r["SET"]["ID"],
+            "alg": r["SET"].get("ALG"),
+            "uri": d["DEST"]["URI"],
+            "flags": d["DEST"]["FLAGS"],
+            "priority": d["DEST"]["PRIORITY"],
+            "state": d["DEST"].get("STATE"),
+            "calls": d["DEST"].get("RUNTIME", {}).get("DLGLOAD"),
+            **_probe_columns(d["DEST"].get("PROBE") or {}),
+        }
+        for r in result["RECORDS"]
+        for d in r["SET"]["TARGETS"]
+    ]
     columns = ["set", "alg", "uri", "flags", "priority", "state", "calls", "last", "avg_ms"]
     emit(result, as_json, lambda _: table(rows, columns))
 

@@ -22,17 +22,26 @@ def _describe(r: dict[str, Any]) -> str:
     if a is None:
         lines.append("  source:   no address row matches → dropped")
     else:
-        lines.append(f"  source:   address row {a['id']} ({a['match']}): grp {a['grp']}"
-                     f" ({a['kind'] or 'not routable'}), tag {a['tag']}")  # fmt: skip
+        lines.append(
+            f"  source:   address row {a['id']} ({a['match']}): grp {a['grp']}"
+            f" ({a['kind'] or 'not routable'}), tag {a['tag']}"
+        )
     for step in r["dialplan"]:
         rule = step["rule"]
-        found = (f"rule {rule['id']} (pr {rule['pr']}, match_op {rule['match_op']},"
-                 f" {rule['match_exp']!r}, match_len {rule['match_len']}) → attrs {rule['attrs']}"
-                 if rule else "no rule matches" if step["known"] else "no such dpid")  # fmt: skip
+        found = (
+            f"rule {rule['id']} (pr {rule['pr']}, match_op {rule['match_op']},"
+            f" {rule['match_exp']!r}, match_len {rule['match_len']}) → attrs {rule['attrs']}"
+            if rule
+            else "no rule matches"
+            if step["known"]
+            else "no such dpid"
+        )
         lines.append(f"  dpid {step['dpid']}:   {found}")
         for out in step["ruled_out_by_match_len"]:
-            lines.append(f"            rule {out['id']} {out['match_exp']!r} matches but its"
-                         f" match_len {out['match_len']} is not the number's length")  # fmt: skip
+            lines.append(
+                f"            rule {out['id']} {out['match_exp']!r} matches but its"
+                f" match_len {out['match_len']} is not the number's length"
+            )
     if r["setid"] is not None:
         lines.append(f"  set:      {r['setid']}")
     if r["gateways"]:
@@ -42,6 +51,21 @@ def _describe(r: dict[str, Any]) -> str:
         lines += ["    " + line for line in table(gateways, cols).splitlines()]
     for s in r["skipped"]:
         lines.append(f"  skipped:  {s['uri']} ({s['why']})")
+    fraud = r.get("fraud")
+    if fraud is not None:  # stage 7: blocked prefixes, calls per second, international calls
+        blocked = fraud["blocked"]
+        if blocked is not None:
+            whose = "every peer" if blocked["tag"] is None else f"peer {blocked['tag']}"
+            why = blocked["reason"] or "no reason given"
+            lines.append(f"  blocked:  {blocked['prefix']} for {whose} (id {blocked['id']}): {why}")
+        if fraud.get("max_cps") is not None:
+            now = fraud.get("calls_this_second")
+            seen = "" if now is None else f", {now} this second"
+            lines.append(f"  max_cps:  {fraud['max_cps']}{seen}")
+        if fraud.get("max_intl_calls") is not None:
+            open_calls = fraud.get("intl_calls")
+            seen = "" if open_calls is None else f", {open_calls} open"
+            lines.append(f"  intl:     at most {fraud['max_intl_calls']}{seen}")
     lines.append(f"  verdict:  {r['verdict']} — {r['reason']}")
     return "\n".join(lines)
 
@@ -88,8 +112,9 @@ def import_command(
             texts[str(path)] = path.read_text()
         except OSError as exc:
             fail(f"cannot read {path}: {exc}", code=2)
-    result = backend(quiet=as_json).call("POST", "/api/v1/import",
-                                         {"files": texts, "check_only": check})  # fmt: skip
+    result = backend(quiet=as_json).call(
+        "POST", "/api/v1/import", {"files": texts, "check_only": check}
+    )
 
     def human(r: dict[str, Any]) -> str:
         data = r["data"]

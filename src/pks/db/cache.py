@@ -19,7 +19,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pks.route.rows import AddressRow, DialplanRow, DispatcherRow, PeerRow, SetRow, TableRows
+from pks.route.rows import (
+    AddressRow,
+    BanRow,
+    BlockRow,
+    DialplanRow,
+    DispatcherRow,
+    PeerRow,
+    SetRow,
+    TableRows,
+)
 
 __all__ = ["FORMAT", "CacheError", "read_cache", "write_cache"]
 
@@ -31,6 +40,8 @@ _TABLES: dict[str, type[Any]] = {
     "dispatcher": DispatcherRow,
     "peers": PeerRow,
     "sets": SetRow,
+    "bans": BanRow,
+    "blocks": BlockRow,
 }
 
 

@@ -18,11 +18,20 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, inspect, select
+from sqlalchemy import Connection, Engine, Table, inspect, select
 
 from pks.db import own, schema
 from pks.db.engine import check_versions
-from pks.route.rows import AddressRow, DialplanRow, DispatcherRow, PeerRow, SetRow, TableRows
+from pks.route.rows import (
+    AddressRow,
+    BanRow,
+    BlockRow,
+    DialplanRow,
+    DispatcherRow,
+    PeerRow,
+    SetRow,
+    TableRows,
+)
 
 __all__ = [
     "AddressRow",
@@ -68,12 +77,20 @@ def load_rows(conn: Connection) -> TableRows:
     address = _read(conn, "address", _address_row, problems)
     dialplan = _read(conn, "dialplan", _dialplan_row, problems)
     dispatcher = _read_dispatcher(conn, versions["dispatcher"], problems)
-    peers = _read(conn, "pks_peer", _peer_row, problems) if "pks_peer" in present else ()
-    sets = _read(conn, "pks_set", _set_row, problems) if "pks_set" in present else ()
+    peers = _read_present(conn, own.pks_peer, _peer_row, problems, present)
+    sets = _read_present(conn, own.pks_set, _set_row, problems, present)
+    bans = _read_present(conn, own.pks_ban, _ban_row, problems, present)
+    blocks = _read_present(conn, own.pks_block, _block_row, problems, present)
     if problems:
         raise LoadError(problems)
     return TableRows(
-        address=address, dialplan=dialplan, dispatcher=dispatcher, peers=peers, sets=sets
+        address=address,
+        dialplan=dialplan,
+        dispatcher=dispatcher,
+        peers=peers,
+        sets=sets,
+        bans=bans,
+        blocks=blocks,
     )
 
 
@@ -106,6 +123,24 @@ def _read_dispatcher(
     if "description" in present:
         wanted.append("description")
     return _read(conn, "dispatcher", _dispatcher_row, problems, wanted)
+
+
+def _read_present(
+    conn: Connection,
+    table: Table,
+    make: Callable[[_Values], R],
+    problems: list[str],
+    present: set[str],
+) -> tuple[R, ...]:
+    """One of our tables as it is: absent (a pure Kamailio database) reads as empty, and a
+    table at an older revision (``pks db upgrade`` not run yet, which start-up never does on
+    its own) is read without the columns it lacks — ``pks_set.ruri_host`` reads as ``keep``,
+    ``pks_peer.max_cps`` as unlimited."""
+    if table.name not in present:
+        return ()
+    columns = {column["name"] for column in inspect(conn).get_columns(table.name)}
+    wanted = [c.name for c in table.c if c.name in columns]
+    return _read(conn, table.name, make, problems, wanted)
 
 
 class _Values:
@@ -200,8 +235,37 @@ def _peer_row(v: _Values) -> PeerRow:
         socket=v.optional_text("socket"),
         max_calls=None if max_calls is None else v.integer("max_calls"),
         description=v.text("description", null=""),
+        max_cps=_optional_integer(v, "max_cps"),
+        max_intl_calls=_optional_integer(v, "max_intl_calls"),
+    )
+
+
+def _optional_integer(v: _Values, column: str) -> int | None:
+    return None if v.values.get(column) is None else v.integer(column)
+
+
+def _ban_row(v: _Values) -> BanRow:
+    return BanRow(
+        id=v.id,
+        address=v.text("address"),
+        reason=v.text("reason", null=""),
+        created=v.integer("created", 0),
+        expires=_optional_integer(v, "expires"),
+    )
+
+
+def _block_row(v: _Values) -> BlockRow:
+    return BlockRow(
+        id=v.id,
+        prefix=v.text("prefix"),
+        tag=v.optional_text("tag"),
+        reason=v.text("reason", null=""),
     )
 
 
 def _set_row(v: _Values) -> SetRow:
-    return SetRow(setid=v.integer("setid"), algorithm=v.text("algorithm"))
+    return SetRow(
+        setid=v.integer("setid"),
+        algorithm=v.optional_text("algorithm"),
+        ruri_host=v.text("ruri_host", null="keep"),
+    )

@@ -3,7 +3,8 @@
 Two ways, chosen when the watcher (re)connects:
 
 * **LISTEN** — PostgreSQL with the triggers of ``pks db init``: every INSERT/UPDATE/DELETE/
-  TRUNCATE on ``address``, ``dialplan``, ``dispatcher``, ``pks_peer`` or ``pks_set`` runs
+  TRUNCATE on ``address``, ``dialplan``, ``dispatcher``, ``pks_peer``, ``pks_set``, ``pks_ban`` or
+  ``pks_block`` runs
   ``pg_notify('pks_changes', <table>)``. One dedicated psycopg ``AsyncConnection`` listens
   (never blocking the loop); notifications are debounced (a burst → one reload); between
   them a ``SELECT 1`` every ``interval`` checks the connection. A lost connection is retried
@@ -47,7 +48,7 @@ __all__ = [
 
 log = logging.getLogger("pks.db.watch")
 
-WATCHED = ("address", "dialplan", "dispatcher", "pks_peer", "pks_set")
+WATCHED = ("address", "dialplan", "dispatcher", "pks_peer", "pks_set", "pks_ban", "pks_block")
 """Tables whose content makes the snapshot."""
 CHANNEL = "pks_changes"
 TRIGGER = "pks_notify_change"

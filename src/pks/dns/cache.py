@@ -34,11 +34,15 @@ class SrvRecord:
 
 @dataclass(frozen=True, slots=True)
 class Resolution:
-    """Addresses (ip, port) in the order to try them; empty when the name failed."""
+    """Addresses (ip, port) in the order to try them; empty when the name failed.
+
+    ``stale_since`` is set on an answer kept past its TTL because every lookup since has
+    failed (RFC 8767 serve-stale, :class:`pks.dns.refresh.DnsRefresher`): when it expired."""
 
     addresses: tuple[tuple[str, int], ...]
     expires: float
     error: str | None = None
+    stale_since: float | None = None
 
 
 def order_srv(records: Sequence[SrvRecord], rng: random.Random) -> list[SrvRecord]:
@@ -65,11 +69,13 @@ def order_srv(records: Sequence[SrvRecord], rng: random.Random) -> list[SrvRecor
 class DnsCache:
     """Resolutions by key, plus the keys the proxy asked for and did not find."""
 
-    __slots__ = ("_entries", "wanted")
+    __slots__ = ("_entries", "hosts", "version", "wanted")
 
     def __init__(self) -> None:
         self._entries: dict[DnsKey, Resolution] = {}
         self.wanted: set[DnsKey] = set()
+        self.hosts: frozenset[str] = frozenset()  # every address a name resolved to
+        self.version = 0  # changes with ``hosts``: what the proxy's source gate remembers
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -77,6 +83,7 @@ class DnsCache:
     def put(self, key: DnsKey, resolution: Resolution) -> None:
         self._entries[key] = resolution
         self.wanted.discard(key)
+        self._rehost()
 
     def get(self, key: DnsKey) -> Resolution | None:
         return self._entries.get(key)
@@ -88,6 +95,13 @@ class DnsCache:
         """Forget names no longer used by the live snapshot."""
         for key in [k for k in self._entries if k not in keys]:
             del self._entries[key]
+        self._rehost()
+
+    def _rehost(self) -> None:
+        hosts = frozenset(h for r in self._entries.values() for h, _ in r.addresses)
+        if hosts != self.hosts:
+            self.hosts = hosts
+            self.version += 1
 
     def expand(self, target: Target, now: float) -> tuple[Target, ...]:
         """The addresses of a named ``target`` as targets, in failover order; () if none.

@@ -84,8 +84,9 @@ class Resolver:
                     try:
                         hosts = await self._hosts(record.target, ttls)
                     except dns.exception.DNSException as exc:
-                        log.info("SRV target %s of %s does not resolve: %s", record.target,
-                                 name, exc)  # fmt: skip
+                        log.info(
+                            "SRV target %s of %s does not resolve: %s", record.target, name, exc
+                        )
                         continue
                     found.extend((host, record.port) for host in hosts)
                 return found, min(ttls, default=self.min_ttl)
@@ -111,8 +112,12 @@ class Resolver:
         for rdtype in ("A", "AAAA"):
             try:
                 answer = await self.resolver.resolve(name, rdtype)
-            except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer, dns.resolver.NoNameservers,
-                    dns.exception.Timeout) as exc:  # fmt: skip
+            except (
+                dns.resolver.NXDOMAIN,
+                dns.resolver.NoAnswer,
+                dns.resolver.NoNameservers,
+                dns.exception.Timeout,
+            ) as exc:
                 failures.append(exc)
                 continue
             if answer.rrset is not None:

@@ -11,10 +11,9 @@ timeout).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import ClassVar
 
 from pks.forward.calls import Call
-from pks.health.state import DestState
 from pks.net import Address, Inbound, Proto, SocketInfo
 from pks.route.decision import Target
 from pks.sip import Message
@@ -24,6 +23,7 @@ from pks.transaction import (
     ServerInviteTransaction,
     ServerNonInviteTransaction,
 )
+from pks.transaction.wheel import BRANCH, SERVER
 
 ServerTxn = ServerInviteTransaction | ServerNonInviteTransaction
 ClientTxn = ClientInviteTransaction | ClientNonInviteTransaction
@@ -37,9 +37,30 @@ class ServerCtx:
     out its server transaction's Timer J/L (32 s over UDP) holding a few small objects.
     """
 
-    __slots__ = ("base", "branch", "call", "cancelled", "final_sent", "finals", "forced_socket",
-                 "fr_deadline", "inbound", "key", "method", "next_target", "record_route",
-                 "reply_to", "request", "setid", "targets", "txn", "user")  # fmt: skip
+    __slots__ = (
+        "base",
+        "branch",
+        "call",
+        "cancelled",
+        "connect",
+        "final_sent",
+        "finals",
+        "forced_socket",
+        "fr_deadline",
+        "held",
+        "inbound",
+        "key",
+        "method",
+        "next_target",
+        "reply_to",
+        "request",
+        "rr_token",
+        "setid",
+        "targets",
+        "txn",
+        "user",
+    )
+    timer_kind: ClassVar[int] = SERVER
 
     def __init__(
         self,
@@ -63,10 +84,12 @@ class ServerCtx:
         self.branch: Branch | None = None
         self.finals: list[tuple[int, Message | None]] = []
         self.final_sent = False
+        self.held = False  # counted in Relay.waiting until its final response (or its end)
         self.cancelled = False
         self.fr_deadline: float | None = None
-        self.record_route = False
+        self.rr_token: str | None = None  # Record-Routed with this dialog token (initial)
         self.forced_socket: SocketInfo | None = None  # in-dialog: second half of a double RR
+        self.connect = True  # False: in-dialog toward a NAT alias (see pks.net.Send)
         self.call: Call | None = None  # initial INVITE: counted against call limits
         self.user: str | None = None  # initial request: the R-URI user routed on
         self.setid: int | None = None  # initial request: the dispatcher set chosen
@@ -102,8 +125,22 @@ class Branch:
     ``sent`` (what we sent, for a CANCEL or the ACK of a failure) is dropped once a final
     response arrived: the transaction keeps its ACK bytes for retransmitted finals."""
 
-    __slots__ = ("cancel_pending", "closed", "ctx", "dest", "key", "probe", "proto",
-                 "provisional", "sent", "socket", "target", "txn")  # fmt: skip
+    __slots__ = (
+        "cancel_pending",
+        "closed",
+        "connect",
+        "ctx",
+        "dest",
+        "dropped",
+        "key",
+        "proto",
+        "provisional",
+        "sent",
+        "socket",
+        "target",
+        "txn",
+    )
+    timer_kind: ClassVar[int] = BRANCH
 
     def __init__(
         self,
@@ -115,7 +152,6 @@ class Branch:
         proto: Proto,
         socket: SocketInfo,
         target: Target | None = None,
-        probe: DestState | None = None,  # a keepalive OPTIONS of ours (ctx is None)
     ) -> None:
         self.key = key
         self.ctx = ctx
@@ -125,23 +161,29 @@ class Branch:
         self.proto = proto
         self.socket = socket
         self.target = target
-        self.probe = probe
         self.provisional = False
         self.cancel_pending = False
         self.closed = False  # no longer the context's live branch (timed out, replaced)
+        self.connect = True  # may the transport open a connection to ``dest``? (pks.net.Send)
+        self.dropped = False  # its owner gave up on it: no timer fires for it any more
 
     def deadline(self) -> float | None:
-        return self.txn.next_deadline()
+        return None if self.dropped else self.txn.next_deadline()
 
 
-@dataclass(slots=True, eq=False)
 class LocalServer:
     """A server transaction we answer ourselves (the 200 to a CANCEL)."""
 
-    key: tuple[str, ...]
-    txn: ServerTxn
-    inbound: Inbound
-    reply_to: Address
+    __slots__ = ("inbound", "key", "reply_to", "txn")
+    timer_kind: ClassVar[int] = SERVER
+
+    def __init__(
+        self, key: tuple[str, ...], txn: ServerTxn, inbound: Inbound, reply_to: Address
+    ) -> None:
+        self.key = key
+        self.txn = txn
+        self.inbound = inbound
+        self.reply_to = reply_to
 
     def deadline(self) -> float | None:
         return self.txn.next_deadline()

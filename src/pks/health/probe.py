@@ -23,12 +23,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pks.forward.request import via_value
 from pks.health.state import DestState
 from pks.net import SocketInfo
 from pks.sip import format_host
+from pks.sip.via import via_start
+from pks.transaction.wheel import PROBES
 
 __all__ = ["AliveCodes", "ProbeConfig", "ProbeSchedule", "probe_request"]
 
@@ -85,7 +86,7 @@ def probe_request(
     host = format_host(sock.public_host)
     lines = (
         f"OPTIONS {uri} SIP/2.0",
-        f"Via: {via_value(sock, branch)};rport",
+        f"Via: {via_start(sock.proto.via_name, sock.public_host, sock.public_port)}{branch};rport",
         f"To: <{uri}>",
         f"From: <{from_uri}>;tag={tag}",
         "CSeq: 10 OPTIONS",
@@ -100,6 +101,7 @@ class ProbeSchedule:
     """The probing timer: the next round, and the deadlines of probes in flight."""
 
     __slots__ = ("config", "next_round", "pending")
+    timer_kind: ClassVar[int] = PROBES
 
     def __init__(self, config: ProbeConfig) -> None:
         self.config = config

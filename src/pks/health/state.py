@@ -174,8 +174,9 @@ def _log_change(dest: DestState, before: str, why: str) -> None:
     if before == dest.state:
         return
     level = logging.INFO if dest.state in ("active", "probing") else logging.WARNING
-    log.log(level, "gateway %s (set %d) %s → %s: %s", dest.key[1], dest.key[0], before,
-            dest.state, why)  # fmt: skip
+    log.log(
+        level, "gateway %s (set %d) %s → %s: %s", dest.key[1], dest.key[0], before, dest.state, why
+    )
 
 
 def _attr_flag_off(value: str | None) -> bool:
@@ -208,8 +209,15 @@ class GatewayStates:
     here are published, changes made elsewhere are pulled before use.
     """
 
-    __slots__ = ("_all_usable", "_states", "inactive_threshold", "ping_active",
-                 "probing_mode", "probing_threshold", "share")  # fmt: skip
+    __slots__ = (
+        "_all_usable",
+        "_states",
+        "inactive_threshold",
+        "ping_active",
+        "probing_mode",
+        "probing_threshold",
+        "share",
+    )
 
     def __init__(self, probing_threshold: int = 3, inactive_threshold: int = 2) -> None:
         self._states: dict[DestKey, DestState] = {}
@@ -301,9 +309,10 @@ class GatewayStates:
         wanted = None if uri is None else uri.lower()
         self._fresh()
         return [
-            s for s in self._states.values()
+            s
+            for s in self._states.values()
             if s.key[0] == setid and (wanted is None or s.key[1].lower() == wanted)
-        ]  # fmt: skip
+        ]
 
     def is_usable(self, target: Target) -> bool:
         state = self._states.get(dest_key(target))
@@ -338,9 +347,14 @@ class GatewayStates:
 
     # -- probe and call outcomes ----------------------------------------------------------
     def probe_result(
-        self, dest: DestState, code: int, reason: str, alive: bool, rtt_ms: float | None,
+        self,
+        dest: DestState,
+        code: int,
+        reason: str,
+        alive: bool,
+        rtt_ms: float | None,
         wall: float,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """Record one probe outcome and run the state machine (log on state change)."""
         dest.in_flight = False
         self._fresh()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from pks.route.backtrack import backtracking_risk
 from pks.route.lookup import MATCH_EQUAL, MATCH_FNMATCH, MATCH_REGEX
 from pks.route.regex import PcreError, compile_pcre
 
@@ -60,9 +61,12 @@ def parse_number(spec: str, pr: int | None = None) -> list[NumberRule]:
             raise ValueError(f"{spec!r}: {rule.match_exp!r} is longer than 64 characters")
         if rule.match_op == MATCH_REGEX:
             try:
-                compile_pcre(rule.match_exp)
+                compiled = compile_pcre(rule.match_exp)
             except PcreError as exc:
                 raise ValueError(f"{spec!r}: regex does not compile: {exc}") from None
+            risk = None if compiled.prefix_only else backtracking_risk(compiled.pattern)
+            if risk is not None:
+                raise ValueError(f"{spec!r}: regex {risk}")
     if pr is not None:
         rules = [NumberRule(r.match_op, r.match_exp, pr) for r in rules]
     return rules

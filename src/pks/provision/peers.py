@@ -5,8 +5,9 @@ What an operator gives when creating one (the seed left it open):
 * ``name`` (unique) and optionally ``tag`` (the ``address.tag`` identifying its gateways;
   default: the name), ``setid`` (its dispatcher set; default: the next free set id),
   ``socket`` (the listening socket to reach its gateways, written ``sockname=`` in the
-  dispatcher attrs), ``algorithm`` (the set's distribution algorithm), ``max_calls`` and a
-  ``description``;
+  dispatcher attrs), ``algorithm`` (the set's distribution algorithm), ``ruri_host``
+  (``keep`` the caller's R-URI host, the default, or write the ``gateway``'s: what a carrier
+  or a user agent with accounts usually wants), ``max_calls`` and a ``description``;
 * ``sources``: the addresses it sends from, ``IP``, ``IP/MASK``, ``IP:PORT`` or
   ``IP/MASK:PORT`` (``[v6]/MASK:PORT``); port 0 or none = any port;
 * ``gateways``: the SIP URIs calls to it are sent to (or ``{uri, priority, flags, attrs}``);
@@ -35,13 +36,15 @@ from pks.provision.errors import Conflict, Invalid, NotFound
 from pks.provision.numbers import parse_number
 from pks.provision.owners import DPID_OF_KIND, GROUP_OF_KIND, owned_rows
 from pks.provision.store import read_all, sync_sequence
-from pks.provision.tables import write
+from pks.provision.tables import require_column, require_ruri_host_column, write
 from pks.route.algorithms import parse_algorithm
+from pks.route.dispatch import parse_ruri_host
 from pks.route.rows import AddressRow, DialplanRow, DispatcherRow, PeerRow, SetRow, TableRows
 
 __all__ = ["KINDS", "create_peer", "delete_peer", "get_peer", "list_peers", "parse_source"]
 
 KINDS = ("customer", "provider")
+_LATER_COLUMNS = ("max_cps", "max_intl_calls")  # pks_peer columns of revision 0003
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 _SOURCE = re.compile(
     r"(?P<ip>\[[^\]]+\]|[^/:\[\]]+|[0-9A-Fa-f:.]+)(?:/(?P<mask>[0-9]+))?"
@@ -186,15 +189,12 @@ def _clean_spec(spec: Mapping[str, Any], problems: list[str]) -> dict[str, Any]:
         not isinstance(socket, str) or not re.fullmatch(r"[\w.:\[\]-]+", socket)
     ):
         problems.append(f"socket {socket!r} is not a socket name")
-    algorithm = spec.get("algorithm") or None
-    if algorithm is not None:
-        try:
-            algorithm = parse_algorithm(algorithm)
-        except ValueError as exc:
-            problems.append(str(exc))
-    max_calls = spec.get("max_calls")
-    if max_calls is not None and (not isinstance(max_calls, int) or max_calls < 0):
-        problems.append(f"max_calls {max_calls!r} is not a number of calls")
+    algorithm, ruri_host = _set_options(spec, problems)
+    limits = {}
+    for key in ("max_calls", "max_cps", "max_intl_calls"):
+        limits[key] = value = spec.get(key)
+        if value is not None and (not isinstance(value, int) or value < 0):
+            problems.append(f"{key} {value!r} is not a number >= 0")
     sources = []
     for item in _items(spec, "sources"):
         try:
@@ -217,12 +217,29 @@ def _clean_spec(spec: Mapping[str, Any], problems: list[str]) -> dict[str, Any]:
         "setid": setid,
         "socket": socket,
         "algorithm": algorithm,
-        "max_calls": max_calls,
+        "ruri_host": ruri_host,
+        **limits,
         "description": str(spec.get("description") or ""),
         "sources": sources,
         "gateways": gateways,
         "numbers": numbers,
     }
+
+
+def _set_options(spec: Mapping[str, Any], problems: list[str]) -> tuple[str | None, str]:
+    """The set's ``pks_set`` values: (algorithm or None, ruri_host)."""
+    algorithm = spec.get("algorithm") or None
+    if algorithm is not None:
+        try:
+            algorithm = parse_algorithm(algorithm)
+        except ValueError as exc:
+            problems.append(str(exc))
+    ruri_host = str(spec.get("ruri_host") or "keep")
+    try:
+        ruri_host = parse_ruri_host(ruri_host)
+    except ValueError as exc:
+        problems.append(str(exc))
+    return algorithm, ruri_host
 
 
 def _items(spec: Mapping[str, Any], key: str) -> Sequence[Any]:
@@ -279,6 +296,8 @@ def _new_peer(rows: TableRows, kind: str, clean: dict[str, Any]) -> PeerRow:
         socket=clean["socket"],
         max_calls=clean["max_calls"],
         description=clean["description"],
+        max_cps=clean["max_cps"] or None,
+        max_intl_calls=clean["max_intl_calls"] or None,
     )
 
 
@@ -319,7 +338,8 @@ def _add_rows(rows: TableRows, peer: PeerRow, clean: dict[str, Any]) -> TableRow
         DialplanRow(next_rule + i, dpid, n.pr, n.match_op, n.match_exp, 0, "", "", str(peer.setid))
         for i, n in enumerate(clean["numbers"])
     )
-    sets = (SetRow(peer.setid, clean["algorithm"]),) if clean["algorithm"] else ()
+    chosen = SetRow(peer.setid, clean["algorithm"], clean["ruri_host"])
+    sets = (chosen,) if chosen.algorithm or chosen.ruri_host != "keep" else ()
     return TableRows(
         address=rows.address + address,
         dialplan=rows.dialplan + dialplan,
@@ -341,19 +361,30 @@ def _insert_new(conn: Connection, before: TableRows, after: TableRows) -> None:
             conn.execute(insert(table), [dataclasses.asdict(r) for r in new])
             sync_sequence(conn, table)
     for peer in after.peers[len(before.peers) :]:
-        conn.execute(insert(pks_peer).values(**dataclasses.asdict(peer)))
+        values = dataclasses.asdict(peer)
+        for column in _LATER_COLUMNS:  # a table at 0002 lacks them: written only when set
+            if values[column] is None:
+                del values[column]
+            else:
+                require_column(conn, "pks_peer", column, "0003")
+        conn.execute(insert(pks_peer).values(**values))
         sync_sequence(conn, pks_peer)
     for chosen in after.sets[len(before.sets) :]:
-        conn.execute(insert(pks_set).values(setid=chosen.setid, algorithm=chosen.algorithm))
+        values = {"setid": chosen.setid, "algorithm": chosen.algorithm}
+        if chosen.ruri_host != "keep":  # not written otherwise: a table at 0001 has no column
+            require_ruri_host_column(conn)
+            values["ruri_host"] = chosen.ruri_host
+        conn.execute(insert(pks_set).values(**values))
 
 
 def _view(rows: TableRows, peer: PeerRow) -> dict[str, Any]:
-    """A peer whole: its own fields, algorithm, and the rows it owns."""
+    """A peer whole: its own fields, its set's overrides, and the rows it owns."""
     addresses, gateways, rules = owned_rows(rows, peer)
-    algorithm = next((s.algorithm for s in rows.sets if s.setid == peer.setid), None)
+    chosen = next((s for s in rows.sets if s.setid == peer.setid), SetRow(peer.setid, None))
     return {
         **dataclasses.asdict(peer),
-        "algorithm": algorithm,
+        "algorithm": chosen.algorithm,
+        "ruri_host": chosen.ruri_host,
         "sources": [
             {"id": a.id, "ip": a.ip_addr, "mask": a.mask, "port": a.port} for a in addresses
         ],

@@ -17,7 +17,7 @@ import ipaddress
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, delete, insert, update
+from sqlalchemy import Connection, Engine, Table, delete, insert, inspect, update
 
 from pks.db.own import pks_set
 from pks.provision.checks import check_change
@@ -32,6 +32,7 @@ from pks.provision.store import (
 )
 from pks.route import DPID_DID, DPID_OFFNET, DPIDS_BY_GROUP
 from pks.route.algorithms import parse_algorithm
+from pks.route.dispatch import parse_ruri_host
 from pks.route.rows import AddressRow, DialplanRow, DispatcherRow, SetRow, TableRows
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "list_rows",
     "list_sets",
     "put_set",
+    "require_ruri_host_column",
     "update_row",
     "write",
 ]
@@ -120,9 +122,10 @@ def get_row(engine: Engine, table: str, row_id: int) -> dict[str, Any]:
 
 
 def list_sets(engine: Engine) -> list[dict[str, Any]]:
-    """Every dispatcher set: id, algorithm (None = the global default), gateway count."""
+    """Every dispatcher set: id, algorithm (None = the global default), R-URI host (keep or
+    gateway), gateway count."""
     rows = read_all(engine)
-    algorithms = {s.setid: s.algorithm for s in rows.sets}
+    overrides = {s.setid: s for s in rows.sets}
     counts: dict[int, int] = {}
     for d in rows.dispatcher:
         counts[d.setid] = counts.get(d.setid, 0) + 1
@@ -130,11 +133,12 @@ def list_sets(engine: Engine) -> list[dict[str, Any]]:
     return [
         {
             "setid": setid,
-            "algorithm": algorithms.get(setid),
+            "algorithm": overrides[setid].algorithm if setid in overrides else None,
+            "ruri_host": overrides[setid].ruri_host if setid in overrides else "keep",
             "gateways": counts.get(setid, 0),
             "owner": owners.of_set(setid),
         }
-        for setid in sorted(set(counts) | set(algorithms))
+        for setid in sorted(set(counts) | set(overrides))
     ]
 
 
@@ -204,46 +208,98 @@ def delete_row(engine: Engine, table: str, row_id: int, **checks: Any) -> dict[s
     return result
 
 
-def put_set(engine: Engine, setid: int, algorithm: str, **checks: Any) -> dict[str, Any]:
-    """Set a dispatcher set's algorithm (a name or Kamailio number); the set must exist."""
+def put_set(
+    engine: Engine,
+    setid: int,
+    algorithm: str | None = None,
+    ruri_host: str | None = None,
+    **checks: Any,
+) -> dict[str, Any]:
+    """Override a dispatcher set's algorithm (a name or Kamailio number) and/or its R-URI
+    host (``keep`` or ``gateway``); what is not given stays as it was. The set must exist."""
+    problems: list[str] = []
+    name = host = None
+    if algorithm is None and ruri_host is None:
+        problems.append("nothing to set: give algorithm and/or ruri_host")
     try:
-        name = parse_algorithm(algorithm)
+        name = None if algorithm is None else parse_algorithm(algorithm)
     except ValueError as exc:
-        raise Invalid("refused, nothing was written", [str(exc)]) from None
+        problems.append(str(exc))
+    try:
+        host = None if ruri_host is None else parse_ruri_host(ruri_host)
+    except ValueError as exc:
+        problems.append(str(exc))
+    if problems:
+        raise Invalid("refused, nothing was written", problems)
 
     def change(rows: TableRows) -> tuple[TableRows, Callable[[Connection], Any]]:
         if not any(d.setid == setid for d in rows.dispatcher):
             raise NotFound(f"set {setid} does not exist (no dispatcher row with setid {setid})")
-        sets = (*(s for s in rows.sets if s.setid != setid), SetRow(setid, name))
+        old = next((s for s in rows.sets if s.setid == setid), SetRow(setid, None))
+        new = SetRow(
+            setid,
+            name if algorithm is not None else old.algorithm,
+            host if host is not None else old.ruri_host,
+        )
+        kept = tuple(s for s in rows.sets if s.setid != setid)
+        overrides = new.algorithm is not None or new.ruri_host != "keep"
 
         def writer(conn: Connection) -> dict[str, Any]:
+            values: dict[str, Any] = {"setid": setid, "algorithm": new.algorithm}
+            if new.algorithm is None or new.ruri_host != "keep":
+                require_ruri_host_column(conn)
+                values["ruri_host"] = new.ruri_host
             conn.execute(delete(pks_set).where(pks_set.c.setid == setid))
-            conn.execute(insert(pks_set).values(setid=setid, algorithm=name))
-            return {"setid": setid, "algorithm": name}
+            if overrides:  # back to every default: no row at all, as delete_set leaves it
+                conn.execute(insert(pks_set).values(**values))
+            return {"setid": setid, "algorithm": new.algorithm, "ruri_host": new.ruri_host}
 
-        return dataclasses.replace(rows, sets=sets), writer
+        after = (*kept, new) if overrides else kept
+        return dataclasses.replace(rows, sets=after), writer
 
     result: dict[str, Any] = write(engine, change, **checks)
     return result
 
 
 def delete_set(engine: Engine, setid: int, **checks: Any) -> dict[str, Any]:
-    """Forget a set's algorithm override (it then uses ``PKS_DISPATCHER_ALG``)."""
+    """Forget a set's overrides (it then uses ``PKS_DISPATCHER_ALG`` and keeps the R-URI
+    host)."""
 
     def change(rows: TableRows) -> tuple[TableRows, Callable[[Connection], Any]]:
         old = [s for s in rows.sets if s.setid == setid]
         if not old:
-            raise NotFound(f"set {setid} has no algorithm override")
+            raise NotFound(f"set {setid} has no override (algorithm or ruri_host)")
 
         def writer(conn: Connection) -> dict[str, Any]:
             conn.execute(delete(pks_set).where(pks_set.c.setid == setid))
-            return {"setid": setid, "algorithm": old[0].algorithm}
+            return {"setid": setid, "algorithm": old[0].algorithm, "ruri_host": old[0].ruri_host}
 
         kept = tuple(s for s in rows.sets if s is not old[0])
         return dataclasses.replace(rows, sets=kept), writer
 
     result: dict[str, Any] = write(engine, change, **checks)
     return result
+
+
+def require_ruri_host_column(conn: Connection) -> None:
+    """Refuse (rolling back) a write the table cannot hold: revision 0001 has no
+    ``ruri_host`` and a NOT NULL ``algorithm``; start-up never upgrades on its own."""
+    columns = {c["name"] for c in inspect(conn).get_columns("pks_set")}
+    if "ruri_host" not in columns:
+        raise Invalid(
+            "refused, nothing was written",
+            ["pks_set has no ruri_host column yet (revision 0001): run pks db upgrade"],
+        )
+
+
+def require_column(conn: Connection, table: str, column: str, revision: str) -> None:
+    """Refuse (rolling back) a write of ``column``, which ``table`` gets at ``revision``, in
+    a database not upgraded yet (start-up never upgrades on its own)."""
+    if column not in {c["name"] for c in inspect(conn).get_columns(table)}:
+        raise Invalid(
+            "refused, nothing was written",
+            [f"{table} has no {column} column yet (revision {revision}): run pks db upgrade"],
+        )
 
 
 # -- helpers ------------------------------------------------------------------------------

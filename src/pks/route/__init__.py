@@ -13,15 +13,18 @@ from pks.route.lookup import DialplanMatch, lookup, translate
 from pks.route.rows import AddressRow, DialplanRow, DispatcherRow, TableRows
 from pks.route.snapshot import Snapshot, SnapshotError, build_snapshot
 from pks.route.stages import (
+    DEFAULT_POLICY,
     DPID_DID,
     DPID_OFFNET,
     DPIDS_BY_GROUP,
     GROUP_CUSTOMER,
     GROUP_PROVIDER,
+    Policy,
     route,
 )
 
 __all__ = [
+    "DEFAULT_POLICY",
     "DPIDS_BY_GROUP",
     "DPID_DID",
     "DPID_OFFNET",
@@ -35,6 +38,7 @@ __all__ = [
     "Drop",
     "Forward",
     "Peer",
+    "Policy",
     "Reply",
     "Snapshot",
     "SnapshotError",

@@ -29,7 +29,7 @@ from pks.route.rows import AddressRow
 if TYPE_CHECKING:
     from pks.route.snapshot import Snapshot
 
-__all__ = ["AddressEntry", "AddressTable", "authorize", "compile_address"]
+__all__ = ["AddressEntry", "AddressTable", "authorize", "compile_address", "known_host"]
 
 _OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _DOTTED_QUAD = re.compile(r"\.".join([_OCTET] * 4))
@@ -141,6 +141,19 @@ def authorize(snapshot: Snapshot, ip: str, port: int) -> Peer | None:
         ):
             return net.peer
     return None
+
+
+def known_host(table: AddressTable, ip: str) -> bool:
+    """Does any row allow ``ip``, whatever its port? The source gate's question: a stranger
+    is dropped before anything of its packet is parsed (docs/security.md)."""
+    if ip in table.exact:
+        return True
+    version, value, canonical = _address(ip)
+    if not version:
+        return False
+    if canonical in table.exact:
+        return True
+    return any(n.version == version and value & n.mask == n.network for n in table.subnets)
 
 
 def _address(ip: str) -> tuple[int, int, str]:

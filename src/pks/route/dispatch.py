@@ -19,6 +19,13 @@ usable one at or after ``last``, then ``last = chosen + 1``. The result is the c
 followed by the other usable ones in set order, wrapping around (the failover list, §3.7).
 Entries with the inactive (1) or disabled (4) flag bit are never usable; ``is_usable`` lets
 runtime state (health probing) exclude more.
+
+R-URI host (``pks_set.ruri_host``): ``keep`` (the default, ``ds_select_dst``) sends the
+caller's R-URI unchanged; ``gateway`` (``ds_select_domain``) replaces its host[:port] by the
+chosen gateway's and its ``transport`` parameter by the gateway's, because a real user agent
+answers 404 unless the R-URI's user is one of its accounts *at its own domain*, and many
+carriers refuse an R-URI whose host is not theirs. The replacement is precomputed into each
+``Target`` here.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ __all__ = [
     "FLAG_INACTIVE",
     "FLAG_PROBING",
     "FLAG_TRYING",
+    "RURI_HOST_MODES",
     "Destination",
     "DispatcherSet",
     "DispatcherTable",
@@ -52,6 +60,7 @@ __all__ = [
     "compile_dispatcher",
     "ds_hash",
     "parse_attrs",
+    "parse_ruri_host",
     "select",
 ]
 
@@ -76,6 +85,20 @@ _URI = re.compile(
 _HOSTNAME = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)*[A-Za-z0-9-]+\.?", re.A)
 _TRANSPORTS = {"udp": Proto.UDP, "tcp": Proto.TCP}
 _MAX_HOST = 254
+
+RURI_HOST_MODES = ("keep", "gateway")
+"""``pks_set.ruri_host`` values: keep the caller's R-URI host, or write the gateway's."""
+
+
+def parse_ruri_host(value: str) -> str:
+    """A ``pks_set.ruri_host`` value (case and spaces ignored); ValueError naming the choices."""
+    mode = value.strip().lower()
+    if mode not in RURI_HOST_MODES:
+        raise ValueError(
+            f"ruri_host {value!r} is not one of: keep (the caller's R-URI host, like"
+            " ds_select_dst), gateway (the gateway's host and port, like ds_select_domain)"
+        )
+    return mode
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +129,7 @@ class DispatcherSet:
     algorithm: str = DEFAULT_ALGORITHM
     weights: tuple[int, ...] = ()  # weight= per destination (alg 9), 0 = no share
     rweights: tuple[int, ...] = ()  # rweight= per destination (alg 11)
+    ruri_host: str = "keep"  # pks_set.ruri_host, for dumps (its Targets carry the effect)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,9 +200,11 @@ def _select(
     if alg == "round-robin":
         return _round_robin(rr, dset, is_usable)
     size = len(dset.targets)
-    ok = dset.selectable if is_usable is None else [
-        dset.selectable[i] and is_usable(dset.targets[i]) for i in range(size)
-    ]  # fmt: skip
+    ok = (
+        dset.selectable
+        if is_usable is None
+        else [dset.selectable[i] and is_usable(dset.targets[i]) for i in range(size)]
+    )
     if not any(ok):
         return ()
     if alg == "priority":
@@ -256,8 +282,12 @@ def _sc(byte: int) -> int:
 def _hash_part(data: bytes) -> int:
     h, i, n = 0, 0, len(data)
     while i + 4 <= n:
-        v = ((_sc(data[i]) << 24) + (_sc(data[i + 1]) << 16) + (_sc(data[i + 2]) << 8)
-             + _sc(data[i + 3])) & 0xFFFFFFFF  # fmt: skip
+        v = (
+            (_sc(data[i]) << 24)
+            + (_sc(data[i + 1]) << 16)
+            + (_sc(data[i + 2]) << 8)
+            + _sc(data[i + 3])
+        ) & 0xFFFFFFFF
         h = (h + (v ^ (v >> 3))) & 0xFFFFFFFF
         i += 4
     v = 0
@@ -286,18 +316,22 @@ def compile_dispatcher(
     """Validate ``dispatcher`` rows (load order); returns the table and errors.
 
     ``sockets`` is the set of our socket names; when given, an unknown socket name is an error.
-    ``set_rows`` override ``algorithm`` (the global default) per set.
+    ``set_rows`` override ``algorithm`` (the global default) and the R-URI host per set.
     """
     errors: list[str] = []
     algorithms: dict[int, str] = {}
+    rewrite: set[int] = set()
     for set_row in set_rows:
         try:
-            algorithms[set_row.setid] = parse_algorithm(set_row.algorithm)
+            if set_row.algorithm is not None:
+                algorithms[set_row.setid] = parse_algorithm(set_row.algorithm)
+            if parse_ruri_host(set_row.ruri_host) == "gateway":
+                rewrite.add(set_row.setid)
         except ValueError as exc:
             errors.append(f"pks_set setid {set_row.setid}: {exc}")
     members: dict[int, list[tuple[int, Destination]]] = {}
     for position, row in enumerate(rows):
-        destination = _destination(row, sockets, errors)
+        destination = _destination(row, sockets, errors, row.setid in rewrite)
         if destination is not None:
             members.setdefault(row.setid, []).append((position, destination))
     sets: dict[int, DispatcherSet] = {}
@@ -317,6 +351,7 @@ def compile_dispatcher(
             algorithm=algorithms.get(setid, algorithm),
             weights=tuple(_weight(d, "weight") for d in destinations),
             rweights=tuple(_weight(d, "rweight") for d in destinations),
+            ruri_host="gateway" if setid in rewrite else "keep",
         )
     return DispatcherTable(sets), errors
 
@@ -342,6 +377,7 @@ def _destination(
     row: DispatcherRow,
     sockets: Collection[str] | None,
     errors: list[str],
+    rewrite_ruri: bool = False,
 ) -> Destination | None:
     where = f"dispatcher id {row.id}"
     uri = row.destination
@@ -389,7 +425,13 @@ def _destination(
         known = ", ".join(sorted(sockets)) or "none"
         errors.append(f"{where}: socket name {socket_name!r} is not ours (we have: {known})")
         return None
-    target = Target(uri, address, port, proto, socket_name, row.setid, row.attrs, dns)
+    ruri_host = ruri_transport = ""
+    if rewrite_ruri:  # the URI's own spelling (a name stays a name, [v6] keeps brackets)
+        ruri_host = host + (f":{match['port']}" if match["port"] else "")
+        ruri_transport = params.get("transport", "").lower()
+    target = Target(
+        uri, address, port, proto, socket_name, row.setid, row.attrs, dns, ruri_host, ruri_transport
+    )
     return Destination(
         id=row.id,
         setid=row.setid,

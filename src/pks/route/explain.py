@@ -19,11 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pks.route import DPIDS_BY_GROUP, route
+from pks.route import DEFAULT_POLICY, DPIDS_BY_GROUP, Policy, route
 from pks.route.authorize import AddressEntry, authorize
 from pks.route.decision import Drop, Forward, Reply, Target
 from pks.route.dispatch import FLAG_DISABLED, FLAG_INACTIVE, RoundRobin
 from pks.route.fnmatch import compile_fnmatch
+from pks.route.fraud import Limits
 from pks.route.lookup import MATCH_EQUAL, MATCH_REGEX, DialplanRule, lookup
 from pks.route.regex import PcreError, byte_view, compile_pcre
 from pks.route.snapshot import Snapshot
@@ -46,6 +47,8 @@ class Explanation:
     setid: int | None
     gateways: tuple[dict[str, Any], ...]
     skipped: tuple[dict[str, Any], ...]
+    # stage 7: blocked prefix, calls per second, international calls (None: no such rule)
+    fraud: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -57,11 +60,23 @@ def explain(
     port: int,
     number: str,
     is_usable: Callable[[Target], bool] | None = None,
+    policy: Policy = DEFAULT_POLICY,
+    peer_calls: Callable[[str], int] | None = None,
+    method: str = "INVITE",
+    limits: Limits | None = None,
+    now: float = 0.0,
 ) -> Explanation:
-    """Explain the routing of a new request from ``ip``:``port`` to R-URI user ``number``."""
+    """Explain the routing of a new ``method`` request from ``ip``:``port`` to R-URI user
+    ``number``, with the proxy's ``policy`` and its peers' open calls (``peer_calls``) when
+    it runs, and its counters of calls per second (``limits`` at ``now``, copied: an
+    explanation counts no call)."""
     copy = dataclasses.replace(snapshot, rr=_copy_rr(snapshot.rr))
-    decision = route(copy, ip, port, number or None, is_usable)
+    twin = None if limits is None else limits.copy()
+    decision = route(
+        copy, ip, port, number or None, is_usable, None, method, policy, peer_calls, twin, now
+    )
     peer = authorize(snapshot, ip, port)
+    fraud = _fraud(snapshot, None if peer is None else peer.tag, number, limits, now)
     entry = address_entry(snapshot, ip, port) if peer is not None else None
     address = None
     if peer is not None:
@@ -78,12 +93,17 @@ def explain(
     )
     if isinstance(decision, Forward):
         return Explanation(
-            source=f"{ip}:{port}", number=number, verdict="forward",
+            source=f"{ip}:{port}",
+            number=number,
+            verdict="forward",
             reason=f"dpid {decision.dpid} rule {decision.rule_id} → set {decision.setid}",
-            address=address, dialplan=_until_match(dialplan), setid=decision.setid,
+            address=address,
+            dialplan=_until_match(dialplan),
+            setid=decision.setid,
             gateways=tuple(_target(t, i) for i, t in enumerate(decision.targets)),
             skipped=_skipped(snapshot, decision.setid, decision.targets),
-        )  # fmt: skip
+            fraud=fraud,
+        )
     verdict = "reply" if isinstance(decision, Reply) else "drop"
     reason = (
         f"{decision.code} {decision.reason}: {decision.log}"
@@ -95,10 +115,41 @@ def explain(
     matched = next((s["rule"] for s in dialplan if s["rule"] is not None), None)
     setid = _set_of(matched)
     return Explanation(
-        source=f"{ip}:{port}", number=number, verdict=verdict, reason=reason,
-        address=address, dialplan=_until_match(dialplan), setid=setid, gateways=(),
+        source=f"{ip}:{port}",
+        number=number,
+        verdict=verdict,
+        reason=reason,
+        address=address,
+        dialplan=_until_match(dialplan),
+        setid=setid,
+        gateways=(),
         skipped=_skipped(snapshot, setid, ()) if setid is not None else (),
-    )  # fmt: skip
+        fraud=fraud,
+    )
+
+
+def _fraud(
+    snapshot: Snapshot, tag: str | None, number: str, limits: Limits | None, now: float
+) -> dict[str, Any] | None:
+    """Stage 7's rules for this peer and number, and the counters when the proxy runs."""
+    rules = snapshot.fraud
+    if rules is None:
+        return None
+    blocked = None if rules.blocks is None else rules.blocks.find(tag, number)
+    out: dict[str, Any] = {"blocked": None if blocked is None else blocked.as_dict()}
+    second = None if limits is None else limits.second(now)
+    if tag is not None:
+        most = rules.peer_cps.get(tag)
+        out["max_cps"] = most
+        if most is not None and limits is not None and second == limits.peers.second:
+            out["calls_this_second"] = limits.peers.counts().get(tag, 0)
+        intl = rules.intl_limits.get(tag)
+        out["max_intl_calls"] = intl
+        if intl is not None and limits is not None:
+            out["international"] = limits.international(number)
+            if limits.intl_calls is not None:
+                out["intl_calls"] = limits.intl_calls(tag)
+    return out
 
 
 def _copy_rr(rr: RoundRobin) -> RoundRobin:
@@ -148,9 +199,14 @@ def _entry_text(entry: AddressEntry) -> str:
 
 def _rule(rule: DialplanRule) -> dict[str, Any]:
     return {
-        "id": rule.id, "dpid": rule.dpid, "pr": rule.pr, "match_op": rule.match_op,
-        "match_exp": rule.match_exp, "match_len": rule.match_len, "attrs": rule.attrs,
-    }  # fmt: skip
+        "id": rule.id,
+        "dpid": rule.dpid,
+        "pr": rule.pr,
+        "match_op": rule.match_op,
+        "match_exp": rule.match_exp,
+        "match_len": rule.match_len,
+        "attrs": rule.attrs,
+    }
 
 
 def _dpid_step(snapshot: Snapshot, dpid: int, number: str) -> dict[str, Any]:
@@ -159,10 +215,12 @@ def _dpid_step(snapshot: Snapshot, dpid: int, number: str) -> dict[str, Any]:
     rule = next((r for r in rules if match is not None and r.id == match.rule_id), None)
     size = len(byte_view(number))
     ruled_out = [
-        _rule(r) for r in rules
-        if r.match_len not in (0, size) and (rule is None or r.id != rule.id)
+        _rule(r)
+        for r in rules
+        if r.match_len not in (0, size)
+        and (rule is None or r.id != rule.id)
         and _expression_matches(r, number)
-    ]  # fmt: skip
+    ]
     return {
         "dpid": dpid,
         "known": snapshot.dialplan_dump(dpid) is not None,
@@ -185,9 +243,14 @@ def _expression_matches(rule: DialplanRule, number: str) -> bool:
 
 def _target(target: Target, position: int) -> dict[str, Any]:
     return {
-        "order": position + 1, "uri": target.uri, "host": target.host, "port": target.port,
-        "transport": target.proto.value, "socket": target.socket_name,
-    }  # fmt: skip
+        "order": position + 1,
+        "uri": target.uri,
+        "host": target.host,
+        "port": target.port,
+        "transport": target.proto.value,
+        "socket": target.socket_name,
+        "ruri_host": target.ruri_host or None,  # None: the caller's R-URI host is kept
+    }
 
 
 def _skipped(

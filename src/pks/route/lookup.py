@@ -6,7 +6,9 @@ Load rules (dialplan 5.6 ``build_rule``), any violation rejects the whole table:
 ``subst_exp`` compile as PCRE (:mod:`pks.route.regex`); ``subst_exp`` has at most 10 groups;
 ``repl_exp`` parses (at most 9 escapes/``$pv`` tokens, well-formed ``$pv``) and references no
 ``\\N`` beyond ``subst_exp``'s groups. We also reject a negative ``match_len`` and attrs of
-255 bytes or more (such rules could never succeed in Kamailio).
+255 bytes or more (such rules could never succeed in Kamailio), and a pattern (regex,
+fnmatch or ``subst_exp``) whose matching time can blow up on a hostile number
+(:mod:`pks.route.backtrack`: ``^(3+)+$`` would let any peer stall the proxy).
 
 Evaluation (§2.3): rules whose ``match_len`` equals the input length (in bytes) first, then
 the ``match_len`` 0 rules; within each, ``(pr, id)`` order; the first rule whose
@@ -23,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from pks.route.backtrack import backtracking_risk
 from pks.route.dialplan_index import IndexedRule, RuleIndex
 from pks.route.fnmatch import compile_fnmatch
 from pks.route.regex import PcreError, byte_view, compile_pcre, text_view
@@ -211,10 +214,17 @@ def _compile_rule(  # noqa: C901 - one check per Kamailio load rule
             test = None if compiled.prefix_only else compiled.pattern.search
         except PcreError as exc:
             errors.append(f"{where}: match_exp {row.match_exp!r} does not compile: {exc}")
+        else:
+            risk = None if test is None else backtracking_risk(compiled.pattern)
+            if risk is not None:
+                errors.append(f"{where}: match_exp {row.match_exp!r} {risk}")
     elif row.match_op == MATCH_FNMATCH:
         glob = compile_fnmatch(row.match_exp)
         prefix = glob.prefix
         test = None if glob.prefix_only else glob.pattern.fullmatch
+        risk = None if test is None else backtracking_risk(glob.pattern, fullmatch=True)
+        if risk is not None:
+            errors.append(f"{where}: match_exp {row.match_exp!r} (fnmatch) {risk}")
     else:
         exact = byte_view(row.match_exp)
     subst = None
@@ -225,6 +235,10 @@ def _compile_rule(  # noqa: C901 - one check per Kamailio load rule
             subst, groups = compiled_subst.pattern, compiled_subst.groups
         except PcreError as exc:
             errors.append(f"{where}: subst_exp {row.subst_exp!r} does not compile: {exc}")
+        else:  # run on the caller's number too (dialplan.translate; Kamailio's dp_translate)
+            risk = backtracking_risk(subst)
+            if risk is not None:
+                errors.append(f"{where}: subst_exp {row.subst_exp!r} {risk}")
         if groups > MAX_SUBST_GROUPS:
             errors.append(
                 f"{where}: subst_exp {row.subst_exp!r} has {groups} groups"

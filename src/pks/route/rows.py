@@ -64,14 +64,41 @@ class PeerRow:
     socket: str | None = None
     max_calls: int | None = None
     description: str = ""
+    max_cps: int | None = None  # new calls per second from its sources (0003)
+    max_intl_calls: int | None = None  # concurrent international calls (0003)
 
 
 @dataclass(frozen=True, slots=True)
 class SetRow:
-    """A row of our ``pks_set`` table: a dispatcher set's algorithm override."""
+    """A row of our ``pks_set`` table: a dispatcher set's overrides. ``algorithm`` None = the
+    global default; ``ruri_host`` ``keep`` (the default) or ``gateway``."""
 
     setid: int
-    algorithm: str
+    algorithm: str | None
+    ruri_host: str = "keep"
+
+
+@dataclass(frozen=True, slots=True)
+class BanRow:
+    """A row of our ``pks_ban`` table: an address or network banned, with why and until when
+    (Unix seconds; None = never)."""
+
+    id: int
+    address: str
+    reason: str = ""
+    created: int = 0
+    expires: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRow:
+    """A row of our ``pks_block`` table: a destination prefix refused (403) for every peer
+    (``tag`` None) or for the peer of that tag."""
+
+    id: int
+    prefix: str
+    tag: str | None = None
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,3 +110,5 @@ class TableRows:
     dispatcher: tuple[DispatcherRow, ...] = ()
     peers: tuple[PeerRow, ...] = ()
     sets: tuple[SetRow, ...] = ()
+    bans: tuple[BanRow, ...] = ()
+    blocks: tuple[BlockRow, ...] = ()

@@ -24,8 +24,9 @@ from pks.route.dispatch import (
     RoundRobin,
     compile_dispatcher,
 )
+from pks.route.fraud import FraudRules, compile_rules, parse_ban_address
 from pks.route.lookup import DialplanRule, DialplanTable, compile_dialplan
-from pks.route.rows import TableRows
+from pks.route.rows import BanRow, TableRows
 
 __all__ = ["Snapshot", "SnapshotError", "SnapshotSummary", "build_snapshot"]
 
@@ -70,6 +71,22 @@ class Snapshot:
     built_at: float | None = None
     peer_limits: dict[str, int] = field(default_factory=dict, compare=False)
     rr: RoundRobin = field(default_factory=RoundRobin, compare=False, repr=False)
+    # the gateways' IP literals (names resolve at run time: pks.dns), for the source gate
+    gateway_hosts: frozenset[str] = field(default_factory=frozenset, compare=False)
+    # blocked prefixes, calls per second, international calls (None: no such rule)
+    fraud: FraudRules | None = field(default=None, compare=False)
+    # pks_ban rows, addresses in canonical form (the source gate applies them)
+    bans: tuple[BanRow, ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.gateway_hosts:
+            hosts = frozenset(
+                d.target.host
+                for s in self.dispatcher.sets.values()
+                for d in s.destinations
+                if not d.target.dns
+            )
+            object.__setattr__(self, "gateway_hosts", hosts)
 
     def summary(self) -> SnapshotSummary:
         """Table counts and build time, for status output and logs."""
@@ -128,8 +145,31 @@ def build_snapshot(
     dispatcher, dispatcher_errors = compile_dispatcher(
         rows.dispatcher, sockets, rows.sets, algorithm
     )
-    problems = address_errors + dialplan_errors + dispatcher_errors
+    gateway_cps = {
+        d.target.uri: int(value)
+        for dset in dispatcher.sets.values()
+        for d in dset.destinations
+        if (value := dict(d.attr_map).get("maxcps", "")).isdigit() and int(value) > 0
+    }
+    fraud, fraud_errors = compile_rules(rows.blocks, rows.peers, gateway_cps)
+    bans, ban_errors = _bans(rows.bans)
+    problems = address_errors + dialplan_errors + dispatcher_errors + fraud_errors + ban_errors
     if problems:
         raise SnapshotError(problems)
     limits = {p.tag: p.max_calls for p in rows.peers if p.max_calls and p.max_calls > 0}
-    return Snapshot(address, dialplan, dispatcher, built_at=now, peer_limits=limits)
+    return Snapshot(
+        address, dialplan, dispatcher, built_at=now, peer_limits=limits, fraud=fraud, bans=bans
+    )
+
+
+def _bans(rows: Sequence[BanRow]) -> tuple[tuple[BanRow, ...], list[str]]:
+    out: list[BanRow] = []
+    problems: list[str] = []
+    for row in rows:
+        try:
+            address = parse_ban_address(row.address)
+        except ValueError as exc:
+            problems.append(f"pks_ban id {row.id}: {exc}")
+            continue
+        out.append(BanRow(row.id, address, row.reason, row.created, row.expires))
+    return tuple(out), problems

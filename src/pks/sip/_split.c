@@ -12,15 +12,23 @@
  * each Header from the flat list [first_end, body, content_length, kind, a, b, key, line, value,
  * key, line, value, …] this returns (kind, a, b: the start line's usual forms cut) — from
  * compiled code that is a direct call, where calling the Header class from C would go through
- * the generic constructor (about 800 instructions a line).
+ * the generic constructor (measured by `python -m pksbench.instructions`, bench/README.md).
  *
  * Only the common case is handled: every line has a colon and a name already in the parser's
  * table of known names (`pks.sip.parse._keys`, raw name as written → key). Anything else — a
  * folded line, a name not seen yet, a line without a colon, no empty line, a Content-Length
- * that is not one plain number — returns None and the parser does the whole message the Python
- * way (which validates the name, learns it, or raises the ParseError). Without this module (pure Python, or not built) the parser always does that.
- * Names map to their key for good (the parser's table only grows), so the C table can keep
- * what the dict answered.
+ * that is not one plain number, more header lines than the caller's max_lines — returns None
+ * and the parser does the whole message the Python way (which validates the name, learns it,
+ * counts the fields, or raises the ParseError). Without this module (pure Python, or not
+ * built) the parser always does that.
+ *
+ * The C table of names is this module's own; it depends on nothing the dict does after it
+ * answered. Each slot holds its own reference to the key it hands out, so a dict that drops a
+ * name (or is cleared, or freed) never frees a key under the table. The table keeps answers of
+ * one dict only: a call with another dict empties it first. What it does rely on is that the
+ * dict never maps a name it once answered to another key — true of the parser's (a name's key
+ * is `names.key` of it, a function of the name); a caller that would remap names calls
+ * `forget()` after.
  *
  * Built by `python -m pks.accel build` next to the mypyc modules.
  *
@@ -59,6 +67,16 @@ typedef struct {
 } Slot;
 
 static Slot table[SLOTS];
+static PyObject *bound; /* a strong reference to the dict whose answers the table holds */
+
+/* Empty the table, releasing its keys (and the dict it was bound to). */
+static void forget_all(void) {
+    for (size_t i = 0; i < SLOTS; i++) {
+        table[i].len = 0;
+        Py_CLEAR(table[i].key);
+    }
+    Py_CLEAR(bound);
+}
 
 static inline size_t slot_of(const char *name, Py_ssize_t len) {
     size_t h = (size_t)len;
@@ -67,22 +85,25 @@ static inline size_t slot_of(const char *name, Py_ssize_t len) {
     return (h ^ (h >> 7)) & (SLOTS - 1);
 }
 
-/* The key of a raw name (borrowed), NULL if unknown (no exception) or on error (exception). */
+/* The key of a raw name (a new reference), NULL if unknown (no exception) or on error
+ * (exception). The caller has bound the table to keys. */
 static PyObject *key_of(PyObject *keys, const char *name, Py_ssize_t len) {
     Slot *slot = NULL;
     if (len <= NAME_MAX_LEN) {
         slot = &table[slot_of(name, len)];
         if (slot->len == len && memcmp(slot->name, name, (size_t)len) == 0)
-            return slot->key;
+            return Py_NewRef(slot->key);
     }
     PyObject *raw = PyBytes_FromStringAndSize(name, len);
     if (raw == NULL)
         return NULL;
-    PyObject *key = PyDict_GetItemWithError(keys, raw); /* borrowed */
+    PyObject *key = PyDict_GetItemWithError(keys, raw); /* borrowed: owned at once */
     Py_DECREF(raw);
-    if (key != NULL && slot != NULL) {
-        Py_INCREF(key);
-        Py_XSETREF(slot->key, key);
+    if (key == NULL)
+        return NULL;
+    Py_INCREF(key);
+    if (slot != NULL) {
+        Py_XSETREF(slot->key, Py_NewRef(key));
         memcpy(slot->name, name, (size_t)len);
         slot->len = len;
     }
@@ -126,18 +147,31 @@ static void start_line(const char *line, const char *end, Py_ssize_t *kind, Py_s
     *b = sp2 - line;
 }
 
-/* split_message(data, keys, content_length_key) -> list | None */
+/* split_message(data, keys, content_length_key[, max_lines]) -> list | None */
 static PyObject *split_message(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "split_message(data, keys, content_length_key)");
+    if (nargs != 3 && nargs != 4) {
+        PyErr_SetString(PyExc_TypeError,
+                        "split_message(data, keys, content_length_key[, max_lines])");
         return NULL;
     }
     PyObject *data = args[0], *keys = args[1], *cl_key = args[2];
+    /* past this many header lines, stop: the parser counts them and refuses the message
+     * without the cost of cutting thousands of lines first */
+    Py_ssize_t lines_left = PY_SSIZE_T_MAX;
+    if (nargs == 4) {
+        lines_left = PyLong_AsSsize_t(args[3]);
+        if (lines_left == -1 && PyErr_Occurred())
+            return NULL;
+    }
     if (!PyBytes_Check(data) || !PyDict_Check(keys) || !PyUnicode_Check(cl_key)) {
         PyErr_SetString(PyExc_TypeError, "split_message: data must be bytes, keys a dict, "
                                          "content_length_key a str");
         return NULL;
+    }
+    if (keys != bound) { /* answers of another dict are not this one's */
+        forget_all();
+        bound = Py_NewRef(keys);
     }
     const char *buf = PyBytes_AS_STRING(data);
     const char *end = buf + PyBytes_GET_SIZE(data);
@@ -155,6 +189,7 @@ static PyObject *split_message(PyObject *self, PyObject *const *args, Py_ssize_t
         PyList_SET_ITEM(list, i, Py_None);
     }
     const char *p = first_end + 2;
+    PyObject *key = NULL; /* the current line's */
     for (;;) {
         const char *eol = find_crlf(p, end);
         if (eol == NULL) /* no empty line: the parser says so */
@@ -169,10 +204,12 @@ static PyObject *split_message(PyObject *self, PyObject *const *args, Py_ssize_t
             }
             return list;
         }
+        if (--lines_left < 0) /* more lines than max_lines: the parser decides */
+            goto unusual;
         const char *colon = memchr(p, ':', (size_t)(eol - p));
         if (colon == NULL || *p == ' ' || *p == '\t')
             goto unusual;
-        PyObject *key = key_of(keys, p, colon - p); /* borrowed */
+        key = key_of(keys, p, colon - p); /* ours: released at the end of the line */
         if (key == NULL) {
             if (PyErr_Occurred())
                 goto fail;
@@ -212,6 +249,7 @@ static PyObject *split_message(PyObject *self, PyObject *const *args, Py_ssize_t
             rc = PyList_Append(list, raw);
         if (rc == 0)
             rc = PyList_Append(list, value);
+        Py_CLEAR(key);
         Py_DECREF(raw);
         Py_DECREF(value);
         if (rc < 0)
@@ -219,22 +257,35 @@ static PyObject *split_message(PyObject *self, PyObject *const *args, Py_ssize_t
         p = eol + 2;
     }
 unusual:
+    Py_XDECREF(key);
     Py_DECREF(list);
     Py_RETURN_NONE;
 fail:
+    Py_XDECREF(key);
     Py_DECREF(list);
     return NULL;
 }
 
+static PyObject *forget(PyObject *self, PyObject *Py_UNUSED(ignored)) {
+    (void)self;
+    forget_all();
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"split_message", (PyCFunction)(void (*)(void))split_message, METH_FASTCALL,
-     "split_message(data, keys, content_length_key) -> [first_end, body, content_length, "
+     "split_message(data, keys, content_length_key[, max_lines]) -> [first_end, body, "
+     "content_length, "
      "kind, a, b, key, line, value, key, line, value, ...]: the offsets of the start line's "
      "CRLF and of the body, the Content-Length (-1: none), the start line (kind: a status, "
      "a = the reason's offset; -1 a request, a and b = its two spaces; 0 = unusual) and the "
      "header lines up to the empty line; or None "
      "when something is not the common case (a line without a colon, a name not in keys, a "
-     "continuation line, no empty line, a Content-Length that is not one number)."},
+     "continuation line, no empty line, a Content-Length that is not one number, more than "
+     "max_lines header lines)."},
+    {"forget", (PyCFunction)forget, METH_NOARGS,
+     "Empty the table of names (the next call asks its dict again): for a caller whose dict "
+     "maps a name it answered before to another key."},
     {NULL, NULL, 0, NULL},
 };
 

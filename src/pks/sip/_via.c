@@ -1,8 +1,9 @@
 /* Optional accelerator: the usual Via value read in one pass (pks.sip._via).
  *
  * Every request's top Via and every response's (ours) is parsed: the Python reader
- * (`pks.sip.via._parse_usual` with `pks.sip.params.parse_params`) makes a string per cut, a
- * tuple per partition and per parameter, and about 10 000 instructions per Via. This reads
+ * (`pks.sip.via._parse_usual` with `pks.sip.params.parse_params`) makes a string per cut and
+ * a tuple per partition and per parameter (what that costs per call: `python -m
+ * pksbench.instructions`, bench/README.md). This reads
  * the same usual spelling — `SIP/2.0/<UDP|TCP|TLS|SCTP|WS|WSS> host[:port][;params]`, a token
  * host, printable ASCII, no quote, '<' or backslash — and returns the fields the Python reader
  * would give `Via`: (transport, host, port or None, params, text, branch, has_rport), with

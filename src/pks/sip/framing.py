@@ -77,6 +77,11 @@ class StreamFramer:
             raise FramingError(exc.reason, messages) from None
         return messages
 
+    @property
+    def pending(self) -> bool:
+        """True while bytes of an incomplete message (or a lone keep-alive CR) are held."""
+        return bool(self._buffer)
+
     def _next_message(self) -> bytes | None:
         buffer = self._buffer
         if self._message_length is None:

@@ -329,7 +329,7 @@ class Message:
             value = h.value
             # one element: nothing to keep. ``int in bytes`` is a memchr; ``b"," in value``
             # would first try its operand as an int and build a TypeError it then discards,
-            # ``value.find(b",")`` parse its arguments (each about 1 000 instructions)
+            # ``value.find(b",")`` parse its arguments
             if _COMMA not in value and _QUOTE not in value:
                 rest: list[str] = []
             else:

@@ -9,6 +9,11 @@ With the compiled core, `pks.sip._split` (C) cuts the usual message in one pass 
 header lines, Content-Length, the empty line — and this module builds the ``Message`` from its
 result; whatever it leaves (a folded line, a name not seen yet, anything malformed) is read
 here, the pure core's only way, which also says what is wrong.
+
+Bound: at most ``max_headers`` header fields (`MAX_HEADERS`, ``PKS_MAX_HEADERS`` through
+`configure`). A message with more is refused — 400 "Too Many Headers" — before any Header
+is built and without cutting the lines past the limit; the C splitter stops at the same
+number and leaves such a message here.
 """
 
 from __future__ import annotations
@@ -24,6 +29,13 @@ try:  # the optional accelerator (pks/sip/_split.c): the common case of parse's 
     from pks.sip._split import split_message as _c_split
 except ImportError:  # not built (pure Python): _start_line, _split_headers, _content_length
     _c_split = None  # type: ignore[assignment]
+
+MAX_HEADERS: Final = 256
+"""Default bound on a message's header fields: a usual INVITE has 10-20, a large one 60."""
+TOO_MANY_HEADERS: Final = "Too Many Headers"
+_REPLY_LINES: Final = 32  # header lines read for the reply to a message with too many
+
+_max_headers = MAX_HEADERS  # header fields a message may have (`configure`)
 
 _TOKEN: Final = re.compile(rb"[A-Za-z0-9\-.!%*_+`'~]+\Z")
 _VERSION: Final = re.compile(rb"SIP/\d+\.\d+\Z", re.I)
@@ -51,12 +63,70 @@ def _header_key(name: bytes) -> str:
     return key
 
 
-def _split_headers(head: bytes) -> list[Header]:
-    """Header lines → Header values; the common case (no folded line) in one tight loop."""
+def configure(*, max_headers: int = MAX_HEADERS) -> None:
+    """Set the parser's bounds (the server, from ``PKS_MAX_HEADERS``)."""
+    global _max_headers
+    if max_headers < 1:
+        raise ValueError(f"max_headers must be at least 1, not {max_headers}")
+    _max_headers = max_headers
+
+
+def header_limit() -> int:
+    """The header-field bound in force."""
+    return _max_headers
+
+
+def _more_fields(lines: list[bytes], limit: int) -> bool:
+    """``lines``: a header section cut at its first ``limit`` CRLFs (the last item is the
+    uncut rest). Does it hold more than ``limit`` fields? Continuation lines (folding) are
+    not fields; the rest is cut only as far as the answer needs."""
+    allowed = limit
+    while True:
+        rest = lines.pop()
+        for line in lines:
+            if line[:1] not in (b" ", b"\t"):
+                allowed -= 1
+        if allowed == 0:  # any field in the rest is one too many: usually its first line
+            return rest[:1] not in (b" ", b"\t") or any(
+                line[:1] not in (b" ", b"\t") for line in rest.split(b"\r\n")
+            )
+        lines = rest.split(b"\r\n", allowed)
+        if len(lines) <= allowed:
+            return False
+
+
+def _first_lines(head: bytes, count: int) -> bytes:
+    """The first ``count`` lines of a header section."""
+    rest = head.split(b"\r\n", count)
+    return head if len(rest) <= count else head[: len(head) - len(rest[-1]) - 2]
+
+
+def _reply_partial(first: bytes, head: bytes) -> Message | None:
+    """What the 400 to a request with too many header fields needs, from its first lines only
+    (Via, From, To, Call-ID and CSeq come first in practice; else there is no reply)."""
+    if first.startswith(b"SIP/"):
+        return None  # a response is never answered
+    try:
+        headers = _split_headers(_first_lines(head, _REPLY_LINES), _REPLY_LINES)
+    except ParseError:
+        return None
+    method = first.split(b" ", 1)[0].decode("latin-1")
+    return Message(first, headers, b"", method=method, ruri="")
+
+
+def _split_headers(head: bytes, limit: int = MAX_HEADERS) -> list[Header]:
+    """Header lines → Header values; the common case (no folded line) in one tight loop.
+    More than ``limit`` fields: ParseError "Too Many Headers", the lines past the limit not
+    even cut (the cut stops at ``limit`` CRLFs; the rest is only counted if folded)."""
     if not head:
         return []
+    lines = head.split(b"\r\n", limit)
+    if len(lines) > limit:  # more lines than fields allowed: only folding could save it
+        if _more_fields(lines, limit):
+            raise ParseError(TOO_MANY_HEADERS)
+        return _split_folded(head)
     headers: list[Header] = []
-    for line in head.split(b"\r\n"):
+    for line in lines:
         name, colon, value = _partition(line, b":")
         key = _keys.get(name)  # never a continuation line: no known name starts with SP/HTAB
         if key is None or not colon:  # a known name alone on its line is no header either
@@ -137,7 +207,7 @@ def _content_length(headers: list[Header]) -> int | None:
 def _partial_request(first: bytes, head: bytes) -> Message | None:
     """What a 400/505 reply needs when the request line itself is bad."""
     try:
-        headers = _split_headers(head)
+        headers = _split_headers(head, _max_headers)
     except ParseError:
         return None
     method = first.split(b" ", 1)[0].decode("latin-1")
@@ -173,8 +243,10 @@ def _start(
 
 def parse(data: bytes, *, stream: bool = False) -> Message:
     """Parse one message. ``stream`` means TCP: the framer already cut it to size."""
-    # the accelerator cuts the lines, finds both ends and reads Content-Length in one pass
-    flat = _c_split(data, _keys, "content-length") if _c_split is not None else None
+    limit = _max_headers
+    # the accelerator cuts the lines, finds both ends and reads Content-Length in one pass;
+    # past ``limit`` lines it stops and leaves the message to the count below
+    flat = _c_split(data, _keys, "content-length", limit) if _c_split is not None else None
     if flat is None:  # pure Python, or something the accelerator leaves to us
         first_end = data.find(b"\r\n")
         end = data.find(b"\r\n\r\n")
@@ -189,7 +261,13 @@ def parse(data: bytes, *, stream: bool = False) -> Message:
     if flat is not None:
         headers = [Header(flat[i], flat[i + 1], flat[i + 2]) for i in range(6, len(flat), 3)]
     else:
-        headers = _split_headers(_head(data, first_end, start - 4))
+        head = _head(data, first_end, start - 4)
+        try:
+            headers = _split_headers(head, limit)
+        except ParseError as exc:
+            if exc.reason is TOO_MANY_HEADERS:
+                exc.partial = _reply_partial(first, head)
+            raise
     msg = Message(first, headers, b"", method=method, ruri=ruri, status=status, reason=reason)
     length: int | None
     if flat is not None:

@@ -12,6 +12,7 @@ from typing import Final
 from pks.sip.errors import ParseError
 from pks.sip.params import Params, get_param, parse_params
 from pks.sip.record import Record
+from pks.sip.uri import format_host
 
 try:  # the optional accelerator (pks/sip/_via.c) of _parse_usual
     from pks.sip._via import parse_usual as _c_usual
@@ -19,6 +20,15 @@ except ImportError:  # not built (pure Python): _parse_usual always
     _c_usual = None  # type: ignore[assignment]
 
 MAGIC: Final = "z9hG4bK"
+
+
+def via_start(transport: str, host: str, port: int) -> str:
+    """A Via we write, up to its branch's value: ``SIP/2.0/UDP host:port;branch=``.
+
+    Here, below both, so that the forwarded requests (pks.forward.request) and the keepalive
+    probes (pks.health.probe) write it alike without the one importing the other."""
+    return f"SIP/2.0/{transport} {format_host(host)}:{port};branch="
+
 
 _VIA: Final = re.compile(
     r"\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9.!%*_+`'~\-]+)\s+"
@@ -52,8 +62,15 @@ class Via(Record):
         self.has_rport = has_rport
 
     def _fields(self) -> tuple[object, ...]:
-        return (self.transport, self.host, self.port, self.params, self.text, self.branch,
-                self.has_rport)  # fmt: skip
+        return (
+            self.transport,
+            self.host,
+            self.port,
+            self.params,
+            self.text,
+            self.branch,
+            self.has_rport,
+        )
 
     @property
     def received(self) -> str | None:

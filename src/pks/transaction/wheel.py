@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import heapq
 import math
-from typing import Final, Generic, TypeVar
+from typing import Final, Generic, Protocol, TypeVar
 
-__all__ = ["TICK", "TimerWheel"]
+__all__ = ["BRANCH", "CALLS", "PROBES", "SERVER", "TICK", "TimerHub", "TimerWheel"]
 
 T = TypeVar("T")
 
@@ -97,3 +97,45 @@ class TimerWheel(Generic[T]):
                     del armed[key]
                     due.append(item)
         return due
+
+
+class Timed(Protocol):
+    """Something the core keeps a deadline for: its kind (which owner fires it) and its next
+    deadline."""
+
+    @property
+    def timer_kind(self) -> int: ...
+
+    def deadline(self) -> float | None: ...
+
+
+# the kinds of timed things; the spine (pks.proxy) hands each due one to its kind's owner
+SERVER: Final = 0  # a server transaction or response context (pks.forward.relay)
+BRANCH: Final = 1  # a client transaction (pks.forward.relay)
+PROBES: Final = 2  # the keepalive schedule (pks.health.prober)
+CALLS: Final = 3  # answered calls' expiry (pks.forward.calls)
+
+
+class TimerHub:
+    """One `TimerWheel` for every deadline of the core: owners arm their timed things here
+    (at each one's own ``deadline()``), and the spine takes the due ones out and hands each to
+    the owner of its ``timer_kind``. It holds no handler itself: no reference from the hub
+    back to an owner, so nothing of the core forms a reference cycle (pks.heap)."""
+
+    __slots__ = ("wheel",)
+
+    def __init__(self) -> None:
+        self.wheel: TimerWheel[Timed] = TimerWheel()
+
+    def arm(self, holder: Timed) -> None:
+        """Arm ``holder`` at its deadline (nothing when it has none)."""
+        when = holder.deadline()
+        if when is not None:
+            self.wheel.arm(holder, when)
+
+    def next_deadline(self) -> float | None:
+        return self.wheel.next_deadline()
+
+    def due(self, now: float) -> list[Timed]:
+        """The holders due at ``now`` (disarmed: fire each, then ``arm`` it again)."""
+        return self.wheel.pop_due(now)

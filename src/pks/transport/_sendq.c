@@ -1,4 +1,5 @@
-/* Optional accelerator: UDP sends carried out by a native thread (pks.transport._sendq).
+/* Optional accelerator: UDP sends carried out by a native thread, and receives read in batches
+ * (`Receiver`, further down) (pks.transport._sendq).
  *
  * Sending a datagram on loopback costs the sender the whole of the kernel's work — the UDP/IP
  * send path and the receiving socket's side, run in the sender's context — about a fifth of
@@ -6,7 +7,8 @@
  * (under the GIL) appends the datagram to a queue and returns; a native thread, which never
  * touches a Python object and never takes the GIL, hands the queue to the kernel with
  * `sendmmsg` (up to 64 datagrams per call), in order. The loop's thread keeps a reference to
- * each queued object until the native thread is done with it; `send` and `reap` release the
+ * each queued object and to its datagram's bytes (whose buffer the thread reads) until the
+ * native thread is done with them; `send` and `reap` release the
  * finished ones and return those that failed, with their errno, so that the caller reports
  * them as before. When a batch had failures the thread writes to an eventfd (`event_fd`) that
  * the loop watches, so a failure is reported even if nothing else is sent.
@@ -42,8 +44,10 @@
 #define BUSY_SENDS 50 /* sends per window from which the thread takes them (5 000/s) */
 
 typedef struct {
-    PyObject *obj; /* the caller's object (a Send), kept alive while queued */
-    const char *buf; /* the datagram: a bytes object's buffer, owned by obj */
+    PyObject *obj; /* the caller's object (a Send), given back with a failure */
+    PyObject *data; /* the datagram's bytes: a reference of our own, since buf points into it
+                       and obj need not keep it alive (nor keep holding it) until reaped */
+    const char *buf; /* PyBytes_AS_STRING(data) */
     Py_ssize_t len;
     struct sockaddr_storage addr;
     socklen_t alen;
@@ -71,6 +75,9 @@ typedef struct {
     int window_sends; /* sends in the current window */
     int busy; /* the previous window had BUSY_SENDS sends or more */
     unsigned long long queued; /* datagrams handed to the thread (the others sent by send()) */
+    Items held; /* sends between hold() and flush(): the loop's thread only, no lock */
+    int holding;
+    unsigned long long flushed; /* datagrams sent by flush() itself */
 } SendQueue;
 
 static int items_push(Items *v, const Item *it) {
@@ -86,22 +93,27 @@ static int items_push(Items *v, const Item *it) {
     return 0;
 }
 
+/* The sendmmsg vector of items[0:k]. */
+static void fill(struct mmsghdr *msgs, struct iovec *iov, Item *items, int k) {
+    for (int j = 0; j < k; j++) {
+        Item *it = &items[j];
+        iov[j].iov_base = (void *)it->buf;
+        iov[j].iov_len = (size_t)it->len;
+        memset(&msgs[j].msg_hdr, 0, sizeof(struct msghdr));
+        msgs[j].msg_hdr.msg_name = &it->addr;
+        msgs[j].msg_hdr.msg_namelen = it->alen;
+        msgs[j].msg_hdr.msg_iov = &iov[j];
+        msgs[j].msg_hdr.msg_iovlen = 1;
+    }
+}
+
 static void send_all(SendQueue *q, Item *items, Py_ssize_t n, int *failed) {
     struct mmsghdr msgs[BATCH];
     struct iovec iov[BATCH];
     Py_ssize_t i = 0;
     while (i < n) {
         int k = (int)((n - i) < BATCH ? (n - i) : BATCH);
-        for (int j = 0; j < k; j++) {
-            Item *it = &items[i + j];
-            iov[j].iov_base = (void *)it->buf;
-            iov[j].iov_len = (size_t)it->len;
-            memset(&msgs[j].msg_hdr, 0, sizeof(struct msghdr));
-            msgs[j].msg_hdr.msg_name = &it->addr;
-            msgs[j].msg_hdr.msg_namelen = it->alen;
-            msgs[j].msg_hdr.msg_iov = &iov[j];
-            msgs[j].msg_hdr.msg_iovlen = 1;
-        }
+        fill(msgs, iov, items + i, k);
         int sent = sendmmsg(q->fd, msgs, (unsigned int)k, 0);
         if (sent > 0) {
             i += sent;
@@ -120,6 +132,30 @@ static void send_all(SendQueue *q, Item *items, Py_ssize_t n, int *failed) {
             i++;
         }
     }
+}
+
+/* Send items[0:n] now, without waiting: the number taken (sent, or failed with err set) —
+ * fewer than n when the socket's buffer is full. */
+static Py_ssize_t send_now(SendQueue *q, Item *items, Py_ssize_t n) {
+    struct mmsghdr msgs[BATCH];
+    struct iovec iov[BATCH];
+    Py_ssize_t i = 0;
+    while (i < n) {
+        int k = (int)((n - i) < BATCH ? (n - i) : BATCH);
+        fill(msgs, iov, items + i, k);
+        int sent = sendmmsg(q->fd, msgs, (unsigned int)k, MSG_DONTWAIT);
+        if (sent > 0)
+            i += sent;
+        else if (sent < 0 && errno == EINTR)
+            continue;
+        else if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        else { /* the first datagram of this batch failed: it is taken, with its errno */
+            items[i].err = sent < 0 ? errno : EIO;
+            i++;
+        }
+    }
+    return i;
 }
 
 static void *run(void *arg) {
@@ -185,6 +221,7 @@ static PyObject *take_done(SendQueue *q) {
             Py_XDECREF(pair);
         }
         Py_DECREF(it->obj);
+        Py_DECREF(it->data);
     }
     free(done.items);
     if (error)
@@ -286,7 +323,8 @@ static PyObject *SendQueue_send(SendQueue *q, PyObject *const *args, Py_ssize_t 
     if (bad > 0) /* not an IP literal: the caller sends it the other way */
         Py_RETURN_FALSE;
     it.obj = obj;
-    it.buf = PyBytes_AS_STRING(data); /* obj holds data: both live until reaped */
+    it.data = data; /* referenced below whenever the item outlives this call */
+    it.buf = PyBytes_AS_STRING(data);
     it.len = PyBytes_GET_SIZE(data);
     it.err = 0;
     struct timespec ts;
@@ -298,6 +336,16 @@ static PyObject *SendQueue_send(SendQueue *q, PyObject *const *args, Py_ssize_t 
         q->window_sends = 0;
     }
     q->window_sends++;
+    if (q->holding) { /* flush() sends it, with the others of this batch */
+        Py_INCREF(obj);
+        Py_INCREF(data);
+        if (items_push(&q->held, &it) != 0) {
+            Py_DECREF(obj);
+            Py_DECREF(data);
+            return PyErr_NoMemory();
+        }
+        Py_RETURN_TRUE;
+    }
     int rc = 0;
     pthread_mutex_lock(&q->mu);
     if (!q->busy && q->idle && q->pending.n == 0) { /* quiet: send it now, from here */
@@ -308,6 +356,7 @@ static PyObject *SendQueue_send(SendQueue *q, PyObject *const *args, Py_ssize_t 
         while (sent < 0 && errno == EINTR);
         if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             Py_INCREF(obj); /* the thread waits for room */
+            Py_INCREF(data);
             rc = items_push(&q->pending, &it);
             if (rc == 0)
                 pthread_cond_signal(&q->cv);
@@ -315,10 +364,12 @@ static PyObject *SendQueue_send(SendQueue *q, PyObject *const *args, Py_ssize_t 
         } else if (sent < 0) { /* given back by this very call (has_done below) */
             it.err = errno;
             Py_INCREF(obj);
+            Py_INCREF(data);
             rc = items_push(&q->done, &it);
         }
     } else {
         Py_INCREF(obj);
+        Py_INCREF(data);
         rc = items_push(&q->pending, &it);
         if (rc == 0 && q->idle)
             pthread_cond_signal(&q->cv);
@@ -328,6 +379,7 @@ static PyObject *SendQueue_send(SendQueue *q, PyObject *const *args, Py_ssize_t 
     pthread_mutex_unlock(&q->mu);
     if (rc != 0) {
         Py_DECREF(obj);
+        Py_DECREF(data);
         return PyErr_NoMemory();
     }
     if (!has_done)
@@ -340,6 +392,62 @@ static PyObject *SendQueue_send(SendQueue *q, PyObject *const *args, Py_ssize_t 
     return failures; /* or NULL: the exception */
 }
 
+static PyObject *SendQueue_hold(SendQueue *q, PyObject *Py_UNUSED(ignored)) {
+    if (!q->started) {
+        PyErr_SetString(PyExc_ValueError, "the send queue is closed");
+        return NULL;
+    }
+    q->holding = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *SendQueue_flush(SendQueue *q, PyObject *Py_UNUSED(ignored)) {
+    q->holding = 0;
+    Items held = q->held;
+    Py_ssize_t first = 0; /* held[first:] still to hand over */
+    int rc = 0;
+    if (held.n > 0) {
+        pthread_mutex_lock(&q->mu);
+        int mine = q->idle && q->pending.n == 0; /* nothing queued before them: send here */
+        pthread_mutex_unlock(&q->mu);
+        if (mine) {
+            first = send_now(q, held.items, held.n);
+            q->flushed += (unsigned long long)first;
+            pthread_mutex_lock(&q->mu);
+            for (Py_ssize_t i = 0; i < first; i++) {
+                Item *it = &held.items[i];
+                if (it->err != 0) /* given back below, as send() gives its own failures */
+                    rc |= items_push(&q->done, it);
+            }
+            pthread_mutex_unlock(&q->mu);
+            for (Py_ssize_t i = 0; i < first; i++) {
+                if (held.items[i].err == 0) {
+                    Py_DECREF(held.items[i].obj);
+                    Py_DECREF(held.items[i].data);
+                }
+            }
+        }
+        if (first < held.n) { /* behind queued sends, or the buffer is full: the thread */
+            pthread_mutex_lock(&q->mu);
+            for (Py_ssize_t i = first; i < held.n; i++)
+                rc |= items_push(&q->pending, &held.items[i]);
+            q->queued += (unsigned long long)(held.n - first);
+            if (q->idle)
+                pthread_cond_signal(&q->cv);
+            pthread_mutex_unlock(&q->mu);
+        }
+        q->held.n = 0;
+    }
+    if (rc != 0) /* out of memory: the references leak rather than be freed mid-flight */
+        return PyErr_NoMemory();
+    pthread_mutex_lock(&q->mu);
+    int has_done = q->done.n > 0;
+    pthread_mutex_unlock(&q->mu);
+    if (!has_done)
+        Py_RETURN_NONE;
+    return take_done(q);
+}
+
 static PyObject *SendQueue_reap(SendQueue *q, PyObject *Py_UNUSED(ignored)) {
     uint64_t count;
     ssize_t r = read(q->efd, &count, sizeof count); /* clears the event (non-blocking) */
@@ -348,6 +456,12 @@ static PyObject *SendQueue_reap(SendQueue *q, PyObject *Py_UNUSED(ignored)) {
 }
 
 static PyObject *SendQueue_close(SendQueue *q, PyObject *Py_UNUSED(ignored)) {
+    if (q->held.n > 0 && q->started) { /* a batch still held goes out first */
+        PyObject *early = SendQueue_flush(q, NULL);
+        Py_XDECREF(early); /* its failures are given back below with the rest */
+        if (early == NULL)
+            PyErr_Clear();
+    }
     stop_thread(q); /* the thread sends what was queued, then ends */
     PyObject *failures = take_done(q);
     if (q->fd >= 0) {
@@ -365,6 +479,10 @@ static PyObject *SendQueue_queued(SendQueue *q, void *Py_UNUSED(closure)) {
     return PyLong_FromUnsignedLongLong(q->queued);
 }
 
+static PyObject *SendQueue_flushed(SendQueue *q, void *Py_UNUSED(closure)) {
+    return PyLong_FromUnsignedLongLong(q->flushed);
+}
+
 static void SendQueue_dealloc(SendQueue *q) {
     stop_thread(q);
     PyObject *rest = take_done(q);
@@ -373,6 +491,11 @@ static void SendQueue_dealloc(SendQueue *q) {
         close(q->fd);
     if (q->efd >= 0)
         close(q->efd);
+    for (Py_ssize_t i = 0; i < q->held.n; i++) { /* never flushed: never sent */
+        Py_DECREF(q->held.items[i].obj);
+        Py_DECREF(q->held.items[i].data);
+    }
+    free(q->held.items);
     free(q->pending.items);
     pthread_mutex_destroy(&q->mu);
     pthread_cond_destroy(&q->cv);
@@ -384,6 +507,11 @@ static PyMethodDef SendQueue_methods[] = {
      "send(obj, data, host, port) -> True (sent or queued), False (host not an IP literal: "
      "neither) or the list of (obj, errno) of the sends that failed since the last answer "
      "(this one's too when send() made it itself)."},
+    {"hold", (PyCFunction)SendQueue_hold, METH_NOARGS,
+     "Keep the following sends until flush() (a batch of received datagrams being handled)."},
+    {"flush", (PyCFunction)SendQueue_flush, METH_NOARGS,
+     "Send what hold() kept: here with sendmmsg when nothing is queued before it and the "
+     "socket takes it, else through the thread; returns what reap() would."},
     {"reap", (PyCFunction)SendQueue_reap, METH_NOARGS,
      "Release finished sends: None, or the list of (obj, errno) of those that failed."},
     {"close", (PyCFunction)SendQueue_close, METH_NOARGS,
@@ -396,6 +524,7 @@ static PyGetSetDef SendQueue_getset[] = {
      NULL},
     {"queued", (getter)SendQueue_queued, NULL,
      "datagrams handed to the thread so far (the others were sent by send() itself)", NULL},
+    {"flushed", (getter)SendQueue_flushed, NULL, "datagrams sent by flush() itself", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -410,13 +539,295 @@ static PyTypeObject SendQueueType = {
     .tp_getset = SendQueue_getset,
 };
 
+/* ---- Receiving: a batch of datagrams per system call ----------------------------------------
+ *
+ * The event loop's own UDP transport reads one datagram per recvfrom and calls the protocol
+ * once per datagram, with a new (host, port) tuple whose host string is formatted anew each
+ * time. A `Receiver` reads up to RBATCH datagrams with one recvmmsg and gives them back as a
+ * list of (bytes, source) pairs, where source is whatever `make(host, port)` returned for that
+ * address: kept in a small direct-mapped cache keyed by the raw socket address, so that the
+ * messages of one peer share one source object (and its host string, whose hash is then
+ * computed once). The cache has a fixed size: a flood from many (spoofed) sources only
+ * overwrites its slots. Datagrams longer than `max` are dropped here, counted in `too_large`.
+ */
+#define RBATCH 32
+#define RCACHE 256 /* a power of two */
+
+typedef struct {
+    struct sockaddr_storage addr;
+    socklen_t alen;
+    PyObject *value; /* make()'s answer for addr, or NULL */
+} Slot;
+
+typedef struct {
+    PyObject_HEAD
+    int fd; /* our own duplicate of the socket */
+    Py_ssize_t max; /* the longest datagram taken */
+    PyObject *make;
+    char *bufs; /* RBATCH buffers of max + 1 bytes: a longer datagram shows as truncated */
+    struct mmsghdr msgs[RBATCH];
+    struct iovec iov[RBATCH];
+    struct sockaddr_storage addrs[RBATCH];
+    Slot cache[RCACHE];
+    unsigned long long too_large;
+} Receiver;
+
+static PyObject *Receiver_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
+    int fd;
+    Py_ssize_t max;
+    PyObject *make;
+    static char *kwlist[] = {"fd", "max", "make", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "inO", kwlist, &fd, &max, &make))
+        return NULL;
+    if (max < 1 || max > 65535) {
+        PyErr_SetString(PyExc_ValueError, "max: 1 to 65535 bytes");
+        return NULL;
+    }
+    if (!PyCallable_Check(make)) {
+        PyErr_SetString(PyExc_TypeError, "make must be callable");
+        return NULL;
+    }
+    Receiver *r = (Receiver *)type->tp_alloc(type, 0); /* zeroed: the cache is empty */
+    if (r == NULL)
+        return NULL;
+    r->fd = -1;
+    r->max = max;
+    Py_INCREF(make);
+    r->make = make;
+    r->bufs = malloc((size_t)RBATCH * (size_t)(max + 1));
+    if (r->bufs == NULL) {
+        Py_DECREF(r);
+        return PyErr_NoMemory();
+    }
+    r->fd = dup(fd);
+    if (r->fd < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        Py_DECREF(r);
+        return NULL;
+    }
+    return (PyObject *)r;
+}
+
+static size_t slot_of(const struct sockaddr_storage *ss) {
+    uint32_t h = 2166136261u; /* FNV-1a over the address and port bytes */
+    const unsigned char *p;
+    size_t n;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        p = (const unsigned char *)&a->sin_addr;
+        n = sizeof a->sin_addr;
+        h = (h ^ (a->sin_port & 0xff)) * 16777619u;
+        h = (h ^ (a->sin_port >> 8)) * 16777619u;
+    } else {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        p = (const unsigned char *)&a->sin6_addr;
+        n = sizeof a->sin6_addr;
+        h = (h ^ (a->sin6_port & 0xff)) * 16777619u;
+        h = (h ^ (a->sin6_port >> 8)) * 16777619u;
+    }
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 16777619u;
+    return h & (RCACHE - 1);
+}
+
+static int same_addr(const struct sockaddr_storage *a, socklen_t alen,
+                     const struct sockaddr_storage *b, socklen_t blen) {
+    if (alen != blen || a->ss_family != b->ss_family)
+        return 0;
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const struct sockaddr_in *)a;
+        const struct sockaddr_in *y = (const struct sockaddr_in *)b;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a;
+    const struct sockaddr_in6 *y = (const struct sockaddr_in6 *)b;
+    return x->sin6_port == y->sin6_port &&
+           memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
+}
+
+/* A new reference to the source object of ss (cached), or NULL with an exception. */
+static PyObject *source_of(Receiver *r, const struct sockaddr_storage *ss, socklen_t alen) {
+    if (ss->ss_family != AF_INET && ss->ss_family != AF_INET6) {
+        PyErr_SetString(PyExc_OSError, "datagram from an address of another family");
+        return NULL;
+    }
+    Slot *slot = &r->cache[slot_of(ss)];
+    if (slot->value != NULL && same_addr(&slot->addr, slot->alen, ss, alen)) {
+        Py_INCREF(slot->value);
+        return slot->value;
+    }
+    char host[INET6_ADDRSTRLEN];
+    int port;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+        port = ntohs(a->sin_port);
+    } else {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+        port = ntohs(a->sin6_port);
+    }
+    PyObject *value = PyObject_CallFunction(r->make, "si", host, port);
+    if (value == NULL)
+        return NULL;
+    Py_XSETREF(slot->value, value);
+    Py_INCREF(value); /* one for the slot, one for the caller */
+    memcpy(&slot->addr, ss, (size_t)alen);
+    slot->alen = alen;
+    return value;
+}
+
+static PyObject *Receiver_recv(Receiver *r, PyObject *Py_UNUSED(ignored)) {
+    if (r->fd < 0) {
+        PyErr_SetString(PyExc_ValueError, "the receiver is closed");
+        return NULL;
+    }
+    size_t size = (size_t)r->max + 1;
+    for (int i = 0; i < RBATCH; i++) {
+        r->iov[i].iov_base = r->bufs + (size_t)i * size;
+        r->iov[i].iov_len = size;
+        memset(&r->msgs[i].msg_hdr, 0, sizeof r->msgs[i].msg_hdr);
+        r->msgs[i].msg_hdr.msg_name = &r->addrs[i];
+        r->msgs[i].msg_hdr.msg_namelen = sizeof r->addrs[i];
+        r->msgs[i].msg_hdr.msg_iov = &r->iov[i];
+        r->msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    int n;
+    do
+        n = recvmmsg(r->fd, r->msgs, RBATCH, MSG_DONTWAIT, NULL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        /* nothing waiting, or an error the socket reported (ICMP, a full buffer): either way
+           nothing to give; a pending error is cleared by this very read */
+        return PyList_New(0);
+    }
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    for (int i = 0; i < n; i++) {
+        struct msghdr *h = &r->msgs[i].msg_hdr;
+        size_t len = r->msgs[i].msg_len;
+        if ((h->msg_flags & MSG_TRUNC) || len > (size_t)r->max) {
+            r->too_large++;
+            continue;
+        }
+        PyObject *source = source_of(r, &r->addrs[i], h->msg_namelen);
+        if (source == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_OSError)) { /* not IP: skipped, as asyncio would not */
+                PyErr_Clear();
+                continue;
+            }
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyObject *data = PyBytes_FromStringAndSize(r->iov[i].iov_base, (Py_ssize_t)len);
+        PyObject *pair = data == NULL ? NULL : PyTuple_New(2);
+        if (pair == NULL) {
+            Py_XDECREF(data);
+            Py_DECREF(source);
+            Py_DECREF(out);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(pair, 0, data);
+        PyTuple_SET_ITEM(pair, 1, source);
+        int rc = PyList_Append(out, pair);
+        Py_DECREF(pair);
+        if (rc < 0) {
+            Py_DECREF(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+static void Receiver_forget(Receiver *r) {
+    for (int i = 0; i < RCACHE; i++)
+        Py_CLEAR(r->cache[i].value);
+}
+
+static PyObject *Receiver_close(Receiver *r, PyObject *Py_UNUSED(ignored)) {
+    if (r->fd >= 0) {
+        close(r->fd);
+        r->fd = -1;
+    }
+    Receiver_forget(r);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Receiver_too_large(Receiver *r, void *Py_UNUSED(closure)) {
+    return PyLong_FromUnsignedLongLong(r->too_large);
+}
+
+static PyObject *Receiver_cached(Receiver *r, void *Py_UNUSED(closure)) {
+    long n = 0;
+    for (int i = 0; i < RCACHE; i++)
+        n += r->cache[i].value != NULL;
+    return PyLong_FromLong(n);
+}
+
+static PyObject *Receiver_batch(Receiver *r, void *Py_UNUSED(closure)) {
+    (void)r;
+    return PyLong_FromLong(RBATCH);
+}
+
+static int Receiver_traverse(Receiver *r, visitproc visit, void *arg) {
+    Py_VISIT(r->make);
+    for (int i = 0; i < RCACHE; i++)
+        Py_VISIT(r->cache[i].value);
+    return 0;
+}
+
+static int Receiver_clear(Receiver *r) {
+    Py_CLEAR(r->make);
+    Receiver_forget(r);
+    return 0;
+}
+
+static void Receiver_dealloc(Receiver *r) {
+    PyObject_GC_UnTrack(r);
+    if (r->fd >= 0)
+        close(r->fd);
+    Receiver_clear(r);
+    free(r->bufs);
+    Py_TYPE(r)->tp_free((PyObject *)r);
+}
+
+static PyMethodDef Receiver_methods[] = {
+    {"recv", (PyCFunction)Receiver_recv, METH_NOARGS,
+     "The datagrams waiting, up to `batch` of them, as a list of (data, source) pairs: empty "
+     "when none waits. Never blocks."},
+    {"close", (PyCFunction)Receiver_close, METH_NOARGS,
+     "Close our duplicate of the socket and forget the cached sources."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Receiver_getset[] = {
+    {"too_large", (getter)Receiver_too_large, NULL, "datagrams dropped for their length", NULL},
+    {"batch", (getter)Receiver_batch, NULL, "the most datagrams one recv() returns", NULL},
+    {"cached", (getter)Receiver_cached, NULL, "source objects held (at most 256)", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject ReceiverType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "pks.transport._sendq.Receiver",
+    .tp_basicsize = sizeof(Receiver),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "UDP receives of one socket, a batch per system call (recvmmsg).",
+    .tp_new = Receiver_new,
+    .tp_dealloc = (destructor)Receiver_dealloc,
+    .tp_traverse = (traverseproc)Receiver_traverse,
+    .tp_clear = (inquiry)Receiver_clear,
+    .tp_methods = Receiver_methods,
+    .tp_getset = Receiver_getset,
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "pks.transport._sendq",
-    "UDP sends carried out by a native thread (optional accelerator).", -1, NULL,
+    "UDP sends by a native thread, receives in batches (optional accelerator).", -1, NULL,
 };
 
 PyMODINIT_FUNC PyInit__sendq(void) {
-    if (PyType_Ready(&SendQueueType) < 0)
+    if (PyType_Ready(&SendQueueType) < 0 || PyType_Ready(&ReceiverType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
@@ -424,6 +835,12 @@ PyMODINIT_FUNC PyInit__sendq(void) {
     Py_INCREF(&SendQueueType);
     if (PyModule_AddObject(m, "SendQueue", (PyObject *)&SendQueueType) < 0) {
         Py_DECREF(&SendQueueType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&ReceiverType);
+    if (PyModule_AddObject(m, "Receiver", (PyObject *)&ReceiverType) < 0) {
+        Py_DECREF(&ReceiverType);
         Py_DECREF(m);
         return NULL;
     }

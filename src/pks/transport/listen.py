@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import socket
+from collections import Counter
 
 from pks.net import Proto, SocketInfo
 from pks.transport.callbacks import MessageHandler, SendErrorHandler
@@ -59,6 +60,8 @@ async def open_udp(
     sock: socket.socket | None = None,
     *,
     send_thread: bool = True,
+    recv_batch: bool = True,
+    drops: Counter[str] | None = None,
 ) -> UdpEndpoint:
     """Bind a UDP socket (or take ``sock``, already bound for ``info``); its
     `UdpEndpoint.socket` is the bound `SocketInfo`."""
@@ -67,10 +70,11 @@ async def open_udp(
     else:  # bound by the supervisor for this worker (pks.workers.steer)
         sock.setblocking(False)
         bound = dataclasses.replace(info, port=sock.getsockname()[1])
-    endpoint = UdpEndpoint(bound, on_message, on_send_error, max_message_size, send_thread)
+    endpoint = UdpEndpoint(bound, on_message, on_send_error, max_message_size, send_thread, drops)
     loop = asyncio.get_running_loop()
     try:
-        await loop.create_datagram_endpoint(lambda: endpoint, sock=sock)
+        if not (recv_batch and endpoint.attach(sock)):  # batches need the accelerator
+            await loop.create_datagram_endpoint(lambda: endpoint, sock=sock)
     except BaseException:
         sock.close()
         raise

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections import Counter
 from collections.abc import Sequence
 
 from pks.net import Proto, Send, SocketInfo
 from pks.transport.callbacks import MessageHandler, SendErrorHandler
 from pks.transport.listen import open_tcp, open_udp
 from pks.transport.send import Sender
-from pks.transport.tcp import ConnectionTable, PeerRegistry
+from pks.transport.tcp import Admit, ConnectionTable, DialogPins, PeerRegistry
 from pks.transport.udp import UdpEndpoint
 
 __all__ = ["Transport"]
@@ -30,6 +31,12 @@ class Transport:
     ``reuse_port`` binds with SO_REUSEPORT (worker processes sharing the addresses);
     ``inherited`` are UDP sockets already bound (by the worker supervisor), one per UDP
     entry of the configuration, in its order.
+    TCP bounds (docs/security.md): ``tcp_max_connections`` in all, ``tcp_max_per_source``
+    accepted from one host, ``tcp_message_timeout`` for a message to arrive once begun,
+    ``tcp_max_output`` bytes queued for one peer; ``admit(host)`` (None: every host) decides
+    whether an accepted connection is served at all. ``drops`` counts, by reason
+    (`pks.transport.tcp.DROP_REASONS`), the connections those bounds closed, and
+    ``udp_too_large`` the datagrams over ``max_message_size`` (dropped unparsed).
     After `start`, ``bound`` lists the listening sockets in configuration order with their
     real ports (a configured port 0 is replaced by the one the system picked).
     """
@@ -41,16 +48,29 @@ class Transport:
         max_message_size: int = 65535,
         connect_timeout: float = 10.0,
         send_thread: bool = True,
+        recv_batch: bool = True,
         reuse_port: bool = False,
         inherited: Sequence[socket.socket] = (),
+        tcp_max_connections: int = 4096,
+        tcp_max_per_source: int = 64,
+        tcp_message_timeout: float = 10.0,
+        tcp_max_output: int = 1 << 20,
+        admit: Admit | None = None,
     ) -> None:
         self.bound: list[SocketInfo] = []
+        self.drops: Counter[str] = Counter()
+        self._max_connections = tcp_max_connections
+        self._max_per_source = tcp_max_per_source
+        self._message_timeout = tcp_message_timeout
+        self._max_output = tcp_max_output
+        self._admit = admit
         self._inherited = list(inherited)
         self._idle_timeout = tcp_idle_timeout
         self._max_message_size = max_message_size
         self._connect_timeout = connect_timeout
         self._reuse_port = reuse_port
         self._send_thread = send_thread
+        self._recv_batch = recv_batch
         self._endpoints: list[UdpEndpoint] = []
         self._servers: list[asyncio.Server] = []
         self._table: ConnectionTable | None = None
@@ -68,6 +88,12 @@ class Transport:
             on_send_error,
             idle_timeout=self._idle_timeout,
             max_message_size=self._max_message_size,
+            max_connections=self._max_connections,
+            max_per_source=self._max_per_source,
+            message_timeout=self._message_timeout,
+            max_output=self._max_output,
+            admit=self._admit,
+            drops=self.drops,
         )
         sender = Sender(table, self._connect_timeout)
         self._table, self._sender = table, sender
@@ -83,6 +109,8 @@ class Transport:
                         self._reuse_port,
                         sock,
                         send_thread=self._send_thread,
+                        recv_batch=self._recv_batch,
+                        drops=self.drops,
                     )
                     self._endpoints.append(endpoint)
                     sender.add_udp(info, endpoint)
@@ -117,6 +145,12 @@ class Transport:
         if self._table is None:
             raise RuntimeError("Transport.share_connections() before start()")
         self._table.registry = registry
+
+    def pin_connections(self, pins: DialogPins) -> None:
+        """Keep open the idle TCP connections ``pins`` says a live dialog needs."""
+        if self._table is None:
+            raise RuntimeError("Transport.pin_connections() before start()")
+        self._table.pins = pins
 
     def sockets_by_name(self, name: str, proto: Proto | None = None) -> tuple[SocketInfo, ...]:
         """The bound sockets called ``name`` (of protocol ``proto`` when given), in order."""

@@ -82,6 +82,17 @@ class Sender:
         bound = effect if effect.socket is socket else effect._replace(socket=socket)
         if conn is None and relay and registry is not None and registry.relay(bound):
             return None
+        if conn is None and not effect.connect:
+            # a NAT alias: the peer's source port, where nothing listens; the proxy logs it
+            reason = f"no open connection to {effect.dest} from {socket} (a NAT alias)"
+            asyncio.get_running_loop().call_soon(self._table.on_send_error, effect, reason)
+            return None
+        if conn is None and self._table.full():
+            # PKS_TCP_MAX_CONNECTIONS counts ours too: the send fails (the branch fails over)
+            self._table.dropped("tcp_over_total")
+            reason = f"TCP to {effect.dest} not opened: {self._table.max_connections} open"
+            asyncio.get_running_loop().call_soon(self._table.on_send_error, effect, reason)
+            return None
         if conn is None:
             conn = TcpConnection(self._table, socket, effect.dest)
             task = asyncio.get_running_loop().create_task(self._open(conn, effect.dest))

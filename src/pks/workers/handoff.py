@@ -137,10 +137,16 @@ class Router:
         self.workers = workers
         self.local: MessageSink | None = None
         self.channel: Channel | None = None
+        # the source gate (``Proxy.admits``): a stranger's datagram is not even handed off
+        self.admit: Callable[[str], bool] | None = None
 
     def on_message(self, data: bytes, inbound: Inbound) -> None:
         local = self.local
         if local is None:
+            return
+        admit = self.admit
+        if admit is not None and not admit(inbound.source.host):
+            local(data, inbound)  # the proxy counts it and drops it
             return
         channel = self.channel
         if channel is not None:

@@ -1,5 +1,6 @@
-"""One worker process's side of the instance: the glue between a :class:`pks.server.Server`
-and the other workers (shared store, handoff channel, instance-wide answers).
+"""One worker process's side of the instance: the glue between the server of this process
+(a :class:`Host`: ``pks.server.Server`` is one, and imports this module, never the other way
+round) and the other workers (shared store, handoff channel, instance-wide answers).
 
 Worker 0 *leads*: it serves the admin API, watches the database, probes the gateways and
 writes the snapshot cache; a reload it makes (API, SIGHUP, database change) is made by every
@@ -9,6 +10,7 @@ tables itself (the snapshots are built from the same rows, so they are the same)
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
@@ -16,24 +18,59 @@ import socket
 import zlib
 from collections import Counter
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from pks.net import Address, Send, SocketInfo
+from pks.forward import stopping
+from pks.health.state import dest_key
+from pks.net import Address, Inbound, Proto, Send, SocketInfo
+from pks.reload import ReloadResult
+from pks.sip import ParseError, parse
 from pks.workers.handoff import Channel, Router, branch_prefix
-from pks.workers.shared import GatewayShare, PeerShare, SharedStore, share_selection
+from pks.workers.journal import (
+    Journal,
+    LostCall,
+    LostInvite,
+    journal_path,
+    read_journal,
+    socket_named,
+)
+from pks.workers.shared import GatewayShare, PeerShare, RateShare, SharedStore, share_selection
 
 if TYPE_CHECKING:
+    from pks.driver import Driver
     from pks.proxy import Proxy
     from pks.route.snapshot import Snapshot
-    from pks.server import ReloadResult, Server
+    from pks.transport import Transport
 
-__all__ = ["WorkerNode"]
+__all__ = ["Host", "WorkerNode"]
 
 log = logging.getLogger("pks.workers")
 
 QUERY_TIMEOUT = 5.0
 RELOAD_TIMEOUT = 60.0
 TCP_BUCKETS = 4096
+
+
+class Host(Protocol):
+    """What a worker's glue needs of the server running in its process, and nothing more."""
+
+    @property
+    def driver(self) -> Driver:
+        """Where a message handed over by another worker goes (``handle_message``)."""
+
+    @property
+    def proxy(self) -> Proxy | None:
+        """The core: its gateway states and call counts are shared, its figures reported."""
+
+    @property
+    def transport(self) -> Transport | None:
+        """Its bound sockets, its TCP connections (shared), a send relayed from a worker."""
+
+    async def reload(self, reason: str, *, only_if_changed: bool = False) -> ReloadResult:
+        """Worker 0 asked this worker to reload."""
+
+    def metrics_report(self) -> dict[str, Any]:
+        """Figures for ``/metrics`` beside the stats: call tallies, event-loop lag."""
 
 
 class WorkerNode:
@@ -46,9 +83,10 @@ class WorkerNode:
         self.workers = store.workers
         self.leads = store.index == 0
         self.prefix = branch_prefix(self.index, secrets.token_hex(2))
-        self.server: Server | None = None
+        self.server: Host | None = None
         self.channel: Channel | None = None
         self.router = Router(self.index, self.workers)  # the transport's on_message
+        self.journal: Journal | None = None
         self._buckets: dict[int, int] = {}
 
     # -- wiring (called by the server) ----------------------------------------------------
@@ -56,15 +94,22 @@ class WorkerNode:
         """A snapshot was built: its selection state becomes instance-wide."""
         share_selection(snapshot, self.store)
 
-    async def start(self, server: Server) -> None:
+    async def start(self, server: Host) -> None:
         """The transport is bound and the proxy built: share its state, open the channel."""
         self.server = server
         self.router.local = server.driver.handle_message
         proxy = server.proxy
         assert proxy is not None and server.transport is not None
         proxy.gateways.share = GatewayShare(self.store)
+        proxy.limits.peers.share = RateShare(self.store, "cps-peer")  # max_cps, instance-wide
+        proxy.limits.gateways.share = RateShare(self.store, "cps-gateway")
         proxy.snapshot = proxy.snapshot  # re-sync: the states bind to their shared slots
-        proxy.calls.share = PeerShare(self.store, self._missed_bye)
+        # what a predecessor of the same index left (it died): read, then our own journal
+        self.journal = Journal(journal_path(self.store.path, self.index))
+        lost = read_journal(self.journal.path)
+        self.journal.open()
+        proxy.relay.journal = self.journal
+        proxy.calls.share = PeerShare(self.store, self._missed_bye, self.journal)
         if not self.leads:
             proxy.gateways.ping_active = False  # worker 0 alone probes the gateways
         self.channel = Channel(
@@ -78,6 +123,67 @@ class WorkerNode:
         await self.channel.open()
         self.router.channel = self.channel
         server.transport.share_connections(self)
+        self._take_over(server, proxy, *lost)
+
+    def _take_over(
+        self, server: Host, proxy: Proxy, invites: list[LostInvite], calls: list[LostCall]
+    ) -> None:
+        """Answer the callers of a dead predecessor's unanswered INVITEs (500) and cancel
+        their branches; count its answered calls again (docs/workers.md)."""
+        if not invites and not calls:
+            return
+        now = asyncio.get_running_loop().time()
+        out: list[Send] = []
+        answered = 0
+        for lost in invites:
+            sock = socket_named(proxy.sockets, lost.socket, lost.proto)
+            if sock is None or sock.proto.reliable:
+                continue  # its TCP connection died with the worker: the caller saw it close
+            try:
+                request = parse(lost.request)
+                sent = parse(lost.sent) if lost.sent is not None else None
+            except ParseError:
+                continue
+            out_sock = None
+            if sent is not None and lost.dest_socket is not None:
+                out_sock = socket_named(proxy.sockets, lost.dest_socket, lost.dest_proto)
+            dest = lost.dest or lost.source
+            inbound = Inbound(sock, lost.source, None)
+            stopping.adopt_lost(
+                proxy.relay,
+                lost.key,
+                request,
+                inbound,
+                sent,
+                dest,
+                Proto(lost.dest_proto),
+                out_sock,
+                now,
+                out,
+            )
+            answered += 1
+        snapshot = proxy.snapshot
+        for call in calls:
+            target = None
+            if call.gateway is not None and snapshot is not None:
+                dset = snapshot.dispatcher.sets.get(call.gateway[0])
+                for t in dset.targets if dset is not None else ():
+                    if dest_key(t) == call.gateway:
+                        dns = t.dns and call.gateway_host is not None
+                        target = t.at(call.gateway_host or "", call.gateway_port) if dns else t
+                        break
+            expires = call.expires if call.expires is not None else now + proxy.calls.max_duration
+            proxy.calls.restore(
+                call.call_id, call.from_tag, call.to_tag, call.peer, call.caller, target, expires
+            )
+        server.driver.send_all(out)
+        log.warning(
+            "pks: worker %d took over from its dead predecessor: %d unanswered call(s) answered"
+            " 500 and cancelled, %d answered call(s) counted again",
+            self.index,
+            answered,
+            len(calls),
+        )
 
     def ready(self) -> None:
         self.store.set_worker(self.index, pid=os.getpid(), ready=True)
@@ -87,6 +193,8 @@ class WorkerNode:
         self.router.channel = None  # from now on every message is handled here
         if self.channel is not None:
             self.channel.close()
+        if self.journal is not None:
+            self.journal.close()
 
     # -- TCP connections of the instance (pks.transport.tcp.PeerRegistry) -----------------
     # A fixed table of buckets: (our socket, peer) hashes to a bucket that holds the hash's
@@ -125,17 +233,20 @@ class WorkerNode:
         if server is not None and server.transport is not None:
             server.transport.send(effect, relay=False)
 
-    def _missed_bye(self, call_id: str, from_tag: str | None, to_tag: str | None) -> None:
+    def _missed_bye(
+        self, call_id: str, from_tag: str | None, to_tag: str | None, source: str | None
+    ) -> None:
         if self.channel is not None:
-            self.channel.notify("bye", {"call_id": call_id, "from_tag": from_tag,
-                                        "to_tag": to_tag})  # fmt: skip
+            args = {"call_id": call_id, "from_tag": from_tag, "to_tag": to_tag, "source": source}
+            self.channel.notify("bye", args)
 
     # -- control --------------------------------------------------------------------------
     def _on_notice(self, op: str, args: dict[str, Any]) -> None:
         proxy = self.server.proxy if self.server is not None else None
         if op == "bye" and proxy is not None:
-            proxy.calls.close_dialog(str(args["call_id"]), args.get("from_tag"),
-                                     args.get("to_tag"))  # fmt: skip
+            tags = (args.get("from_tag"), args.get("to_tag"))
+            now = asyncio.get_running_loop().time()  # the call record's end
+            proxy.calls.close_dialog(str(args["call_id"]), *tags, args.get("source"), now)
 
     async def _on_query(self, op: str, args: dict[str, Any]) -> Any:
         server = self.server
@@ -154,16 +265,18 @@ class WorkerNode:
     def local_stats(self) -> dict[str, Any]:
         proxy = self.server.proxy if self.server is not None else None
         channel = self.channel
+        stats = self.server.local_stats() if self.server is not None else Counter()
         return {
             "index": self.index,
             "pid": os.getpid(),
-            "stats": dict(proxy.stats) if proxy is not None else {},
+            "stats": dict(stats),
             "transactions": proxy.transactions if proxy is not None else 0,
             "calls": len(proxy.calls) if proxy is not None else 0,
             "by_peer": dict(proxy.calls.by_peer) if proxy is not None else {},
             "handed_off": channel.sent if channel is not None else 0,
             "handed_in": channel.received if channel is not None else 0,
             "handoff_failed": channel.dropped if channel is not None else 0,
+            "metrics": self.server.metrics_report() if self.server is not None else {},
         }
 
     async def all_stats(self) -> list[dict[str, Any]]:
@@ -178,8 +291,6 @@ class WorkerNode:
         self, mine: ReloadResult, reason: str, only_if_changed: bool
     ) -> ReloadResult:
         """Worker 0 reloaded: every other worker reloads too; one result for the instance."""
-        from pks.server import ReloadResult
-
         if self.channel is None:
             return mine
         args = {"reason": f"{reason}, through worker 0", "only_if_changed": only_if_changed}

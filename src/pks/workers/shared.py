@@ -140,8 +140,14 @@ class SharedStore:
             os.close(self._fd)
 
     # -- per-worker header fields -------------------------------------------------------
-    def set_worker(self, index: int, *, pid: int | None = None, port: int | None = None,
-                   ready: bool | None = None) -> None:  # fmt: skip
+    def set_worker(
+        self,
+        index: int,
+        *,
+        pid: int | None = None,
+        port: int | None = None,
+        ready: bool | None = None,
+    ) -> None:
         if pid is not None:
             self.words[_PID + index] = pid
         if port is not None:
@@ -233,8 +239,9 @@ class SharedStore:
 
 def _set_key(dset: DispatcherSet) -> tuple[object, ...]:
     """A set's identity: its id, algorithm and destination rows (a changed set restarts)."""
-    rows = tuple((d.uri, d.target.socket_name, d.flags, d.priority, d.attrs)
-                 for d in dset.destinations)  # fmt: skip
+    rows = tuple(
+        (d.uri, d.target.socket_name, d.flags, d.priority, d.attrs) for d in dset.destinations
+    )
     return (dset.setid, dset.algorithm, _digest(rows).hex())
 
 
@@ -307,8 +314,9 @@ class SharedCredits(MutableMapping[int, Any]):
             if dset is None:
                 raise KeyError(setid)
             key = _set_key(dset)
-            words = tuple(self._store.slot(("credit", *key, i))
-                          for i in range(len(dset.destinations)))  # fmt: skip
+            words = tuple(
+                self._store.slot(("credit", *key, i)) for i in range(len(dset.destinations))
+            )
             vector = self._vectors[setid] = SharedVector(self._store, words)
         return vector
 
@@ -427,15 +435,56 @@ class GatewayShare:
             self._seen = (self._seen[0], self._seen[1] + 1)
 
 
+class RateShare:
+    """Calls per second per key (``pks_peer.max_cps``, ``maxcps=``) across worker processes
+    (:class:`pks.route.fraud.RateShare`): each worker keeps its count of the current second in
+    its own word, stamped with that second; the others' words of the same second are added
+    to its own count before a call is let through. Without it each worker would count alone,
+    and a source's calls, spread over the workers by Call-ID, would get workers × the limit."""
+
+    _BITS = 20  # the count's bits; the second is above them
+
+    def __init__(self, store: SharedStore, kind: str) -> None:
+        self.store = store
+        self.kind = kind
+        self._own: dict[str, int] = {}
+        self._others: dict[str, tuple[int, ...]] = {}
+
+    def others(self, key: str, second: int) -> int:
+        words = self._others.get(key)
+        if words is None:
+            own = self._own_word(key)
+            slots = self.store.all_slots((self.kind, key))
+            words = self._others[key] = tuple(w for w in slots if w != own)
+        total = 0
+        mask = (1 << self._BITS) - 1
+        for word in words:
+            value = self.store.get(word)
+            if value >> self._BITS == second:
+                total += value & mask
+        return total
+
+    def publish(self, key: str, second: int, count: int) -> None:
+        value = (second << self._BITS) | min(count, (1 << self._BITS) - 1)
+        self.store.put(self._own_word(key), value)
+
+    def _own_word(self, key: str) -> int:
+        word = self._own.get(key)
+        if word is None:
+            word = self._own[key] = self.store.own_slot((self.kind, key))
+        return word
+
+
 class PeerShare:
     """:class:`pks.forward.calls.CallTable`'s instance-wide per-peer counts (``CallShare``):
     each worker owns its count per peer tag; the limit is checked against their sum."""
 
-    def __init__(self, store: SharedStore, on_missed_bye: Any = None) -> None:
+    def __init__(self, store: SharedStore, on_missed_bye: Any = None, journal: Any = None) -> None:
         self.store = store
         self._own: dict[str, int] = {}
         self._all: dict[str, tuple[int, ...]] = {}
         self.on_missed_bye = on_missed_bye
+        self.journal = journal  # pks.workers.journal.Journal: answered calls, for a successor
 
     def count(self, peer: str) -> int:
         words = self._all.get(peer)
@@ -449,6 +498,16 @@ class PeerShare:
             word = self._own[peer] = self.store.own_slot(("peer", peer))
         self.store.put(word, count)
 
-    def missed_bye(self, call_id: str, from_tag: str | None, to_tag: str | None) -> None:
+    def missed_bye(
+        self, call_id: str, from_tag: str | None, to_tag: str | None, source: str | None
+    ) -> None:
         if self.on_missed_bye is not None:
-            self.on_missed_bye(call_id, from_tag, to_tag)
+            self.on_missed_bye(call_id, from_tag, to_tag, source)
+
+    def call_up(self, call: Any) -> None:
+        if self.journal is not None:
+            self.journal.call_up(call)
+
+    def call_down(self, call: Any) -> None:
+        if self.journal is not None:
+            self.journal.call_down(call)

@@ -10,8 +10,10 @@ the others once it is up. When all are up it logs ``pks: ready``. It then:
 * restarts a worker that dies (after 1 s, doubling up to 30 s while it keeps dying within
   10 s of its start) on the same UDP sockets; the others keep routing meanwhile, and the
   steering program sends them what it owned until its successor is up;
-* passes SIGHUP to worker 0 (which reloads every worker), and SIGTERM/SIGINT to all, waits
-  for them (10 s, then SIGKILL) and removes the store.
+* passes SIGHUP to worker 0 (which reloads every worker), and SIGTERM/SIGINT to all — each
+  drains its calls (``PKS_DRAIN_TIMEOUT``, docs/operations.md) — waits for them (the drain
+  timeout plus 10 s, then SIGKILL) and removes the store; a second SIGTERM is passed on
+  too (stop without waiting).
 
 A worker whose supervisor dies gets SIGTERM (``PR_SET_PDEATHSIG``), so no orphan keeps the
 ports.
@@ -29,13 +31,18 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Coroutine
 from types import FrameType
+from typing import Any
 
 from pks import __version__, accel
 from pks.config import Settings
 from pks.net import Proto
+from pks.notify import notify
 from pks.transport.listen import bind_socket
 from pks.workers import steer
+from pks.workers.journal import journal_path
+from pks.workers.node import WorkerNode
 from pks.workers.shared import SharedStore
 
 __all__ = ["Supervisor", "run_worker"]
@@ -62,6 +69,7 @@ class Supervisor:
         self.backoff: list[float] = [FIRST_BACKOFF] * self.count
         self.due: list[float | None] = [None] * self.count
         self.stopping = False
+        self.draining = False  # the workers were asked to stop
         self.hup = False
         self.groups: list[list[socket.socket]] = []  # per UDP address, a socket per worker
         self.steering: list[bool] | None = None  # the live set the program was built for
@@ -108,6 +116,9 @@ class Supervisor:
         self.due[index] = None
 
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
+        if self.stopping and self.draining:  # a second SIGTERM: the workers stop now
+            for i in range(self.count):
+                self._signal(i, signal.SIGTERM)
         self.stopping = True
 
     def _on_hup(self, signum: int, frame: FrameType | None) -> None:
@@ -119,8 +130,9 @@ class Supervisor:
             for i in indexes:
                 proc = self.procs[i]
                 if proc is not None and proc.poll() is not None:
-                    log.error("pks: worker %d exited with status %d while starting", i,
-                              proc.returncode)  # fmt: skip
+                    log.error(
+                        "pks: worker %d exited with status %d while starting", i, proc.returncode
+                    )
                     return False
             if all(self.store.ready(i) for i in indexes):
                 return True
@@ -147,9 +159,17 @@ class Supervisor:
                 return 0 if self.stopping else 1
             pids = ", ".join(str(self.store.pid(i)) for i in range(self.count))
             listening = ", ".join(str(s) for s in self.settings.sockets)
-            log.info("pks: ready (version %s, core %s) on %s; %d workers (pids %s)",
-                     __version__, accel.status(), listening, self.count, pids)  # fmt: skip
+            log.info(
+                "pks: ready (version %s, core %s) on %s; %d workers (pids %s)",
+                __version__,
+                accel.status(),
+                listening,
+                self.count,
+                pids,
+            )
+            notify("READY=1", f"STATUS=routing on {listening}, {self.count} workers")
             self._watch()
+            notify("STOPPING=1")
             return 0
         finally:
             self._stop_all()
@@ -159,6 +179,9 @@ class Supervisor:
             self.store.close()
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
+            for i in range(self.count):  # the workers' journals (pks.workers.journal)
+                with contextlib.suppress(OSError):
+                    os.unlink(journal_path(self.path, i))
 
     def _watch(self) -> None:
         while not self.stopping:
@@ -184,8 +207,9 @@ class Supervisor:
         delay = self.backoff[index]
         self.backoff[index] = min(MAX_BACKOFF, delay * 2)
         self.due[index] = now + delay
-        log.error("pks: worker %d exited with status %d; restarting it in %.0f s", index,
-                  status, delay)  # fmt: skip
+        log.error(
+            "pks: worker %d exited with status %d; restarting it in %.0f s", index, status, delay
+        )
 
     def _signal(self, index: int, signum: int) -> None:
         proc = self.procs[index]
@@ -196,15 +220,23 @@ class Supervisor:
     def _stop_all(self) -> None:
         for i in range(self.count):
             self._signal(i, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE
-        for proc in self.procs:
-            if proc is None:
-                continue
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        self.draining = True
+        deadline = time.monotonic() + self.settings.drain_timeout + STOP_GRACE
+        while True:
+            live = [proc is not None and proc.poll() is None for proc in self.procs]
+            if not any(live):
+                break
+            if time.monotonic() >= deadline:
+                for proc in self.procs:
+                    if proc is not None and proc.poll() is None:
+                        proc.kill()
+                        proc.wait(timeout=5)
+                break
+            # a worker with no call left exits first; its share of the sources goes to the
+            # ones still draining, so that a new call from there is answered 503, not dropped
+            # into a socket nobody reads
+            self._steer(live)
+            time.sleep(TICK)
         log.info("pks: stopped (%d workers)", self.count)
 
 
@@ -218,14 +250,16 @@ def _die_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def run_worker(settings: Settings, spec: str, sockets: str = "") -> int:
+def run_worker(
+    spec: str, sockets: str, serve: Callable[[WorkerNode], Coroutine[Any, Any, None]]
+) -> int:
     """The body of ``pks run --worker INDEX:STORE [--sockets FD,…]``; its exit status.
 
     ``sockets``: the UDP sockets the supervisor bound for this worker, one per UDP address
-    of PKS_LISTEN in configuration order."""
+    of PKS_LISTEN in configuration order. ``serve`` runs this worker's server until it stops
+    (``pks run`` passes ``Server(settings, node).run``: the server is given, not imported,
+    so that this package never depends on it)."""
     from pks.loop import new_event_loop
-    from pks.server import Server
-    from pks.workers.node import WorkerNode
 
     index_text, _, path = spec.partition(":")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor handles Ctrl-C
@@ -234,13 +268,17 @@ def run_worker(settings: Settings, spec: str, sockets: str = "") -> int:
         store = SharedStore(path, int(index_text))
         udp = [socket.socket(fileno=int(fd)) for fd in sockets.split(",") if fd]
     except (OSError, ValueError) as exc:
-        log.error("pks: worker %s cannot open the shared store %s or its sockets: %s",
-                  index_text, path, exc)  # fmt: skip
+        log.error(
+            "pks: worker %s cannot open the shared store %s or its sockets: %s",
+            index_text,
+            path,
+            exc,
+        )
         return 1
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
     try:
-        loop.run_until_complete(Server(settings, WorkerNode(store, udp)).run())
+        loop.run_until_complete(serve(WorkerNode(store, udp)))
     except Exception as exc:
         log.error("pks: worker %d cannot start: %s", store.index, exc)
         return 1

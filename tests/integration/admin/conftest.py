@@ -46,5 +46,7 @@ async def server(seeded_url: str) -> AsyncIterator[Server]:
 @pytest.fixture
 async def api(server: Server) -> AsyncIterator[httpx.AsyncClient]:
     base = f"http://{server.settings.admin_listen}"
-    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+    # the API takes writes as JSON only; httpx says so only when it sends a json= body
+    headers = {"Content-Type": "application/json"}
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as client:
         yield client

@@ -86,9 +86,16 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
 def test_import_then_provision_on_each_database(engine: Engine) -> None:
     files = {"a": SEED_ADDRESS, "d": FIXED_DIALPLAN, "g": SEED_DISPATCHER}
     assert import_tables(engine, files)["tables"] == {"address": 2, "dialplan": 3, "dispatcher": 2}
-    acme = peers.create_peer(engine, "customer", {"name": "acme", "sources": ["192.0.2.1"],
-                                                  "gateways": ["sip:192.0.2.1"],
-                                                  "dids": ["33140000000-199"]})  # fmt: skip
+    acme = peers.create_peer(
+        engine,
+        "customer",
+        {
+            "name": "acme",
+            "sources": ["192.0.2.1"],
+            "gateways": ["sip:192.0.2.1"],
+            "dids": ["33140000000-199"],
+        },
+    )
     assert [s["id"] for s in acme["sources"]] == [3] and acme["setid"] == 202
     row = tables.create_row(engine, "address", {"grp": 2, "ip_addr": "203.0.113.9"})
     assert row["id"] == 4  # after the imported ids and the customer's

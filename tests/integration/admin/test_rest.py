@@ -49,18 +49,21 @@ async def test_status_and_openapi(api: httpx.AsyncClient) -> None:
 async def test_table_rows_are_listed_with_their_owner(api: httpx.AsyncClient) -> None:
     rows = (await api.get("/api/v1/address")).json()
     assert [(r["id"], r["ip_addr"], r["owner"]) for r in rows] == [
-        (1, "10.1.1.1", None), (2, "8.1.2.2", None),
-    ]  # fmt: skip
+        (1, "10.1.1.1", None),
+        (2, "8.1.2.2", None),
+    ]
     assert (await api.get("/api/v1/dialplan/2")).json()["match_exp"] == r"^\+33[1-9][0-9]+$"
     assert (await api.get("/api/v1/dialplan/99")).status_code == 404
 
 
 async def test_invalid_rows_are_refused_with_the_reason(api: httpx.AsyncClient) -> None:
-    why = await refused(api, "POST", "/api/v1/address",
-                        {"grp": 3, "ip_addr": "10.0.0.300", "mask": 40}, 422)  # fmt: skip
+    why = await refused(
+        api, "POST", "/api/v1/address", {"grp": 3, "ip_addr": "10.0.0.300", "mask": 40}, 422
+    )
     assert "not an IP address" in why and "grp 3 is unknown" in why
-    why = await refused(api, "POST", "/api/v1/address",
-                        {"grp": 1, "ip_addr": "10.0.0.0", "mask": 40}, 422)  # fmt: skip
+    why = await refused(
+        api, "POST", "/api/v1/address", {"grp": 1, "ip_addr": "10.0.0.0", "mask": 40}, 422
+    )
     assert "mask 40" in why
     rule = {"dpid": 2, "match_exp": "+44[0-9]+", "attrs": "21"}
     assert "does not compile" in await refused(api, "POST", "/api/v1/dialplan", rule, 422)
@@ -113,8 +116,10 @@ async def test_customer_lifecycle(api: httpx.AsyncClient, server: Server) -> Non
     assert [s["ip"] for s in acme["sources"]] == ["192.0.2.10", "198.51.100.0"]
     assert [g["attrs"] for g in acme["gateways"]] == ["sockname=ipbx"] * 2
     assert [n["match_exp"] for n in acme["numbers"]] == [
-        "^33140000[0-9]{3}$", "33199999999", "3317*",
-    ]  # fmt: skip
+        "^33140000[0-9]{3}$",
+        "33199999999",
+        "3317*",
+    ]
     listed = (await api.get("/api/v1/customers")).json()
     assert [c["name"] for c in listed] == ["acme"] and listed[0]["gateways"] == acme["gateways"]
     owners = {r["id"]: r["owner"] for r in (await api.get("/api/v1/address")).json()}
@@ -128,11 +133,17 @@ async def test_customer_lifecycle(api: httpx.AsyncClient, server: Server) -> Non
 
     why = await refused(api, "POST", "/api/v1/customers", {**customer, "tag": "x"}, 409)
     assert "name 'acme' is already used" in why
-    why = await refused(api, "POST", "/api/v1/customers",
-                        {"name": "beta", "tag": "456", "setid": 23}, 409)  # fmt: skip
+    why = await refused(
+        api, "POST", "/api/v1/customers", {"name": "beta", "tag": "456", "setid": 23}, 409
+    )
     assert "tag '456' is already used (address rows 1)" in why and "set 23" in why
-    bad = {"name": "gamma", "sources": ["10.9.9.9/33"], "gateways": ["sip:10.9.9.9"],
-           "socket": "nope", "dids": ["1-22"]}  # fmt: skip
+    bad = {
+        "name": "gamma",
+        "sources": ["10.9.9.9/33"],
+        "gateways": ["sip:10.9.9.9"],
+        "socket": "nope",
+        "dids": ["1-22"],
+    }
     why = await refused(api, "POST", "/api/v1/customers", bad, 422)
     assert "mask 33" in why and "same number of digits" in why
 
@@ -144,33 +155,74 @@ async def test_customer_lifecycle(api: httpx.AsyncClient, server: Server) -> Non
 
 
 async def test_provider_routes(api: httpx.AsyncClient) -> None:
-    provider = {"name": "carrier-uk", "sources": ["203.0.113.5"], "setid": 300,
-                "gateways": ["sip:203.0.113.5:5060;transport=tcp"], "routes": ["+44*", "+4420*"],
-                "algorithm": "priority"}  # fmt: skip
+    provider = {
+        "name": "carrier-uk",
+        "sources": ["203.0.113.5"],
+        "setid": 300,
+        "gateways": ["sip:203.0.113.5:5060;transport=tcp"],
+        "routes": ["+44*", "+4420*"],
+        "algorithm": "priority",
+        "ruri_host": "gateway",
+    }
     resp = await api.post("/api/v1/providers", json=provider)
     assert resp.status_code == 201, resp.text
     data = resp.json()["data"]
     assert [(n["dpid"], n["pr"], n["match_exp"]) for n in data["numbers"]] == [
-        (2, 97, "^\\+44"), (2, 95, "^\\+4420"),
-    ]  # fmt: skip
-    assert data["algorithm"] == "priority"
+        (2, 97, "^\\+44"),
+        (2, 95, "^\\+4420"),
+    ]
+    assert (data["algorithm"], data["ruri_host"]) == ("priority", "gateway")
     route = await explain(api, "10.1.1.1:5060", "+442071234567")
     assert route["setid"] == 300 and route["dialplan"][-1]["rule"]["match_exp"] == "^\\+4420"
     assert route["gateways"][0]["transport"] == "tcp"
     sets = {s["setid"]: s for s in (await api.get("/api/v1/sets")).json()}
     assert sets[300]["algorithm"] == "priority" and sets[300]["owner"]["name"] == "carrier-uk"
+    assert sets[300]["ruri_host"] == "gateway"
     assert (await api.delete("/api/v1/providers/carrier-uk")).status_code == 200
     assert 300 not in {s["setid"] for s in (await api.get("/api/v1/sets")).json()}
 
 
 async def test_sets(api: httpx.AsyncClient) -> None:
     resp = await api.put("/api/v1/sets/21", json={"algorithm": "9"})
-    assert resp.status_code == 200 and resp.json()["data"] == {"setid": 21, "algorithm": "weighted"}
+    assert resp.status_code == 200
+    assert resp.json()["data"] == {"setid": 21, "algorithm": "weighted", "ruri_host": "keep"}
     await refused(api, "PUT", "/api/v1/sets/999", {"algorithm": "priority"}, 404)
     assert "unknown dispatcher algorithm" in await refused(
         api, "PUT", "/api/v1/sets/21", {"algorithm": "fastest"}, 422
     )
     assert (await api.delete("/api/v1/sets/21")).status_code == 200
+
+
+async def test_set_ruri_host(api: httpx.AsyncClient, server: Server) -> None:
+    resp = await api.put("/api/v1/sets/21", json={"ruri_host": "gateway"})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["data"] == {"setid": 21, "algorithm": None, "ruri_host": "gateway"}
+    assert resp.json()["applied"]
+    sets = {s["setid"]: s for s in (await api.get("/api/v1/sets")).json()}
+    assert (sets[21]["algorithm"], sets[21]["ruri_host"]) == (None, "gateway")
+    assert sets[23]["ruri_host"] == "keep"
+    assert server.snapshot is not None
+    live = {s.setid: s for s in server.snapshot.dispatcher_sets()}
+    assert live[21].ruri_host == "gateway"
+    assert live[21].targets[0].ruri_host == "8.1.1.1:5060"  # precomputed in the live snapshot
+    route = await explain(api, "10.1.1.1:5060", "+33612345678")
+    assert route["setid"] == 21 and route["gateways"][0]["ruri_host"] == "8.1.1.1:5060"
+    body = {"jsonrpc": "2.0", "id": 1, "method": "dispatcher.list", "params": []}
+    listed = (await api.post("/RPC", json=body)).json()["result"]
+    assert {r["SET"]["ID"]: r["SET"]["RURI_HOST"] for r in listed["RECORDS"]} == {
+        21: "gateway",
+        23: "keep",
+    }
+    resp = await api.put("/api/v1/sets/21", json={"algorithm": "priority"})  # the host stays
+    assert resp.json()["data"] == {"setid": 21, "algorithm": "priority", "ruri_host": "gateway"}
+    why = await refused(api, "PUT", "/api/v1/sets/21", {"ruri_host": "domain"}, 422)
+    assert "ruri_host 'domain' is not one of: keep" in why
+    assert "nothing to set" in await refused(api, "PUT", "/api/v1/sets/21", {}, 422)
+    gone = (await api.delete("/api/v1/sets/21")).json()["data"]
+    assert gone == {"setid": 21, "algorithm": "priority", "ruri_host": "gateway"}
+    assert server.snapshot is not None
+    live = {s.setid: s for s in server.snapshot.dispatcher_sets()}
+    assert (live[21].ruri_host, live[21].targets[0].ruri_host) == ("keep", "")
 
 
 async def test_import_reports_the_seed_defects_and_loads_nothing(api: httpx.AsyncClient) -> None:

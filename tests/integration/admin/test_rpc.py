@@ -72,8 +72,9 @@ async def test_dispatcher_list_and_set_state(api: httpx.AsyncClient, server: Ser
     assert (await rpc(api, "dispatcher.set_state", "a", 99, "all"))["result"].startswith("Ok")
     assert (await rpc(api, "dispatcher.ping_active"))["result"] == {"OldPingState": 1}
     assert (await rpc(api, "dispatcher.ping_active", 0))["result"] == {
-        "NewPingState": 0, "OldPingState": 1,
-    }  # fmt: skip
+        "NewPingState": 0,
+        "OldPingState": 1,
+    }
     assert server.proxy is not None and server.proxy.gateways.ping_active is False
     reloaded = await rpc(api, "dispatcher.reload")
     assert reloaded["result"] == "Ok. Dispatcher successfully reloaded."

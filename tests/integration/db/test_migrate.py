@@ -58,7 +58,13 @@ def test_init_creates_everything_once(engine: Engine, db_url: str) -> None:
     again = migrate.init(engine)
     assert not any(line.startswith(("created", "pks tables")) for line in again)
     versions = query(db_url, "SELECT table_name, table_version FROM version ORDER BY id")
-    assert versions == [("version", 1), ("address", 6), ("dialplan", 2), ("dispatcher", 4)]
+    assert versions == [
+        ("version", 1),
+        ("address", 6),
+        ("dialplan", 2),
+        ("dispatcher", 4),
+        ("acc", 5),  # Kamailio's acc, for call records (0004)
+    ]
     state = migrate.state(engine)
     assert {"pks_peer", "pks_set", "pks_alembic_version"} <= set(state.tables)
     assert state.revision == state.head == migrate.head()
@@ -120,7 +126,7 @@ def test_migrated_tables_match_the_declared_ones(tmp_path) -> None:  # type: ign
     declared = make_engine(f"sqlite:///{tmp_path / 'b.db'}")
     migrate.upgrade(migrated)
     own_metadata.create_all(declared)
-    tables = ("pks_peer", "pks_set")
+    tables = ("pks_peer", "pks_set", "pks_cdr")
     assert structure(migrated, tables) == structure(declared, tables)
 
 

@@ -91,9 +91,14 @@ async def test_cli_reload_talks_to_the_admin_api(server: Server) -> None:
     env = {**os.environ, "PKS_ADMIN_LISTEN": server.settings.admin_listen}
     before = server.snapshot
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pks", "reload", env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "pks",
+        "reload",
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err
     assert b"reloaded" in out
@@ -135,3 +140,14 @@ def test_sighup_reloads_a_running_proxy(tmp_path: Path) -> None:
         proc.wait(10)
     assert proc.returncode == 0
     assert b"pks: stopped" in log.read_bytes()
+
+
+def test_the_dialog_key_survives_a_restart(tmp_path: Path) -> None:
+    from pks.config import Settings
+    from pks.server import dialog_secret
+
+    settings = Settings(secret_file=str(tmp_path / "pks.secret"))
+    first = dialog_secret(settings)
+    assert dialog_secret(settings) == first and len(first) >= 32
+    assert (tmp_path / "pks.secret").stat().st_mode & 0o777 == 0o600
+    assert dialog_secret(Settings(secret="s" * 20)) == b"s" * 20

@@ -3,6 +3,8 @@ reference kept. Skipped where the accelerator is not built (the pure-Python pass
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import select
 import socket
 import sys
@@ -146,3 +148,162 @@ async def test_transport_uses_it_unless_turned_off() -> None:
             peer.close()
         finally:
             await transport.close()
+
+
+def test_the_datagram_is_held_by_the_queue_not_only_by_its_object(pair) -> None:
+    """The thread reads a datagram's bytes after ``send`` returned: the queue holds them itself
+    (an object that does not hold its bytes, or no longer does, must not free them under it)."""
+    ours, peer = pair
+    queue = sendq.SendQueue(ours.fileno())
+    dest = peer.getsockname()
+    deadline = time.monotonic() + 10
+    n = 0
+    while queue.queued == 0 and time.monotonic() < deadline:
+        burst = [b"burst %d " % (n + i) + b"y" * 1000 for i in range(60)]
+        n += len(burst)
+        for data in burst:
+            # a fresh copy, its only reference the argument: freed at once unless queued
+            assert queue.send(object(), bytes(bytearray(data)), *dest) is True
+        assert [_receive(peer, ours) for _ in burst] == burst
+    assert queue.queued > 0, "the thread never took over"
+    data = bytes(bytearray(b"z" * 1000))
+    before = sys.getrefcount(data)
+    answer = queue.send(object(), data, "::1", 5060)  # fails: the queue gives it back
+    _failed_objects(queue, answer)
+    del answer
+    assert sys.getrefcount(data) == before  # released once given back
+    assert queue.close() is None
+
+
+# ---- batched receives (Receiver) ------------------------------------------------------------
+
+
+def _recv_until(reader: object, sock: socket.socket, count: int) -> list[tuple[bytes, object]]:
+    """``count`` datagrams from ``reader.recv()``, as the loop's reader callback takes them."""
+    got: list[tuple[bytes, object]] = []
+    deadline = time.monotonic() + 5
+    while len(got) < count and time.monotonic() < deadline:
+        select.select([sock], [], [], 0.5)
+        got += reader.recv()  # type: ignore[attr-defined]
+    return got
+
+
+def test_receiver_gives_batches_in_order_with_one_source_object_per_address(pair) -> None:
+    ours, peer = pair
+    made: list[tuple[str, int]] = []
+
+    def make(host: str, port: int) -> tuple[str, int]:
+        made.append((host, port))
+        return (host, port)
+
+    reader = sendq.Receiver(ours.fileno(), 1000, make)
+    assert reader.recv() == []  # nothing waits: never blocks
+    datagrams = [b"m%03d" % i for i in range(100)]  # more than one batch
+    for data in datagrams:
+        peer.sendto(data, ours.getsockname())
+    got = _recv_until(reader, ours, 100)
+    assert [data for data, _ in got] == datagrams
+    assert {source for _, source in got} == {peer.getsockname()}
+    assert made == [peer.getsockname()]  # built once, then taken from the cache
+    assert len({id(source) for _, source in got}) == 1
+    reader.close()
+    with pytest.raises(ValueError):
+        reader.recv()
+
+
+def test_receiver_drops_and_counts_datagrams_over_its_limit(pair) -> None:
+    ours, peer = pair
+    reader = sendq.Receiver(ours.fileno(), 100, lambda host, port: (host, port))
+    for data in (b"a" * 100, b"b" * 101, b"c" * 5000, b"d"):
+        peer.sendto(data, ours.getsockname())
+    got = _recv_until(reader, ours, 2)
+    assert [data for data, _ in got] == [b"a" * 100, b"d"]
+    assert reader.too_large == 2
+    reader.close()
+
+
+async def test_transport_reads_in_batches_unless_turned_off() -> None:
+    """With the accelerator the endpoint reads with the Receiver (no asyncio transport),
+    with PKS_RECV_BATCH=false through the loop: a burst arrives whole and in order either
+    way, oversized datagrams counted as before."""
+    for recv_batch, send_thread in ((True, True), (True, False), (False, True)):
+        await _burst_through(recv_batch, send_thread)
+
+
+async def _burst_through(recv_batch: bool, send_thread: bool) -> None:
+    got: list[tuple[bytes, object]] = []
+    transport = Transport(max_message_size=200, recv_batch=recv_batch, send_thread=send_thread)
+
+    def collect(data: bytes, inbound: object) -> None:
+        got.append((data, inbound))
+
+    def ignore(*args: object) -> None:
+        pass
+
+    await transport.start(parse_listen("udp:127.0.0.1:0"), collect, ignore)
+    try:
+        endpoint = transport._endpoints[0]
+        assert (endpoint._reader is not None) is recv_batch
+        assert (endpoint._transport is None) is recv_batch
+        assert (endpoint._queue is not None) is send_thread  # else the socket's own sendto
+        bound = transport.bound[0]
+        peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        peer.bind(("127.0.0.1", 0))
+        peer.settimeout(5)
+        for i in range(150):
+            peer.sendto(b"x%d" % i, (bound.host, bound.port))
+        peer.sendto(b"y" * 300, (bound.host, bound.port))
+        for _ in range(100):
+            if len(got) == 150 and transport.drops["udp_too_large"] == 1:
+                break
+            await asyncio.sleep(0.02)
+        assert [data for data, _ in got] == [b"x%d" % i for i in range(150)]
+        assert {inbound.source for _, inbound in got} == {Address(*peer.getsockname())}  # type: ignore[attr-defined]
+        assert transport.drops["udp_too_large"] == 1
+        transport.send(Send(b"back", Address(*peer.getsockname()), bound))
+        assert peer.recvfrom(100)[0] == b"back"
+        peer.close()
+    finally:
+        await transport.close()
+
+
+def test_held_sends_leave_together_at_flush_in_order(pair) -> None:
+    """hold() … flush(): the answers to one batch of received datagrams go out in one
+    sendmmsg from the caller (no thread wake-up), in order; failures come back from flush."""
+    ours, peer = pair
+    queue = sendq.SendQueue(ours.fileno())
+    dest = peer.getsockname()
+    for _ in range(200):  # until the new thread waits (before: flush hands over to it)
+        queue.hold()
+        queue.send(object(), b"warm-up", *dest)
+        assert queue.flush() is None
+        assert _receive(peer, ours) == b"warm-up"
+        if queue.flushed:
+            break
+        time.sleep(0.01)
+    flushed, queued = queue.flushed, queue.queued
+    queue.hold()
+    datagrams = [b"held %d" % i for i in range(100)]  # more than one sendmmsg
+    for data in datagrams:
+        assert queue.send(object(), data, *dest) is True
+    peer.setblocking(False)
+    early = []
+    with contextlib.suppress(BlockingIOError):
+        for _ in range(1000):
+            early.append(peer.recvfrom(100)[1])
+    peer.setblocking(True)
+    assert ours.getsockname() not in early  # nothing left before flush() (strays aside)
+    assert queue.flush() is None
+    assert [_receive(peer, ours) for _ in datagrams] == datagrams
+    assert queue.flushed == flushed + 100 and queue.queued == queued  # sent by flush()
+    failing = object()
+    queue.hold()
+    assert queue.send(failing, b"x", "::1", 5060) is True  # an IPv6 address on an IPv4 socket
+    queue.send(object(), b"after", *dest)
+    answer = queue.flush()
+    assert isinstance(answer, list) and [obj for obj, _ in answer] == [failing]
+    assert _receive(peer, ours) == b"after"
+    queue.hold()
+    queue.send(object(), b"kept at close", *dest)
+    assert queue.close() is None  # a held batch still goes out when the queue closes
+    assert _receive(peer, ours) == b"kept at close"

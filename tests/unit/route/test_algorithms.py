@@ -56,16 +56,21 @@ def test_weights_3_to_1_are_exact_over_a_few_calls() -> None:
 
 
 def test_weighted_failover_continues_past_the_chosen_one() -> None:
-    snap = snap_with("weighted", gw(1, 5091, attrs="weight=1"), gw(2, 5092, attrs="weight=1"),
-                     gw(3, 5093))  # fmt: skip
+    snap = snap_with(
+        "weighted", gw(1, 5091, attrs="weight=1"), gw(2, 5092, attrs="weight=1"), gw(3, 5093)
+    )
     for _ in range(4):
         order = [t.port for t in select(snap, 1)]
         assert sorted(order) == [5091, 5092, 5093] and order[0] != 5093
 
 
 def test_weighted_share_of_an_unusable_gateway_goes_to_the_next() -> None:
-    snap = snap_with("weighted", gw(1, 5091, attrs="weight=3"), gw(2, 5092, attrs="weight=1"),
-                     gw(3, 5093, attrs="weight=1"))  # fmt: skip
+    snap = snap_with(
+        "weighted",
+        gw(1, 5091, attrs="weight=3"),
+        gw(2, 5092, attrs="weight=1"),
+        gw(3, 5093, attrs="weight=1"),
+    )
     order = [d.target.port for d in snap.dispatcher_sets()[0].destinations]
     assert order == [5093, 5092, 5091]  # equal priorities: reverse load order
     down = {5092}
@@ -74,8 +79,12 @@ def test_weighted_share_of_an_unusable_gateway_goes_to_the_next() -> None:
 
 
 def test_relative_weight_shares_over_usable_gateways_only() -> None:
-    snap = snap_with("11", gw(1, 5091, attrs="rweight=2"), gw(2, 5092, attrs="rweight=1"),
-                     gw(3, 5093, attrs="rweight=1"))  # fmt: skip
+    snap = snap_with(
+        "11",
+        gw(1, 5091, attrs="rweight=2"),
+        gw(2, 5092, attrs="rweight=1"),
+        gw(3, 5093, attrs="rweight=1"),
+    )
     counts = picks(snap, 300, usable=lambda t: t.port != 5092)
     assert counts == Counter({5091: 200, 5093: 100})
 

@@ -213,6 +213,9 @@ def test_translate_output_limit(build) -> None:
         (rule(7, "x", repl="$avp(x"), "is invalid: bad $pv spec"),
         (rule(7, "x", subst="()" * 11, repl="a"), "has 11 groups (at most 10)"),
         (rule(7, "x", attrs="a" * 255), "attrs is 255 bytes (at most 254)"),
+        (rule(7, "^(3+)+$"), "match_exp '^(3+)+$' can take exponential time to match"),
+        (rule(7, "x", subst="(\\d+)*\\d", repl="\\1"), "subst_exp '(\\\\d+)*\\\\d' can take"),
+        (rule(7, "*1*1*1*2", op=2), "match_exp '*1*1*1*2' (fnmatch) can take too long"),
     ],
 )
 def test_invalid_rule_rejects_the_build(build, row: DialplanRow, reason: str) -> None:

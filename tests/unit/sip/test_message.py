@@ -63,8 +63,12 @@ def test_edits_leave_other_headers_byte_identical() -> None:
 def test_uri_parts() -> None:
     uri = parse_uri("sips:user:pw@[2001:db8::2]:5061;transport=tcp;lr?Subject=x")
     assert (uri.scheme, uri.user, uri.password, uri.host, uri.port) == (
-        "sips", "user", "pw", "[2001:db8::2]", 5061,
-    )  # fmt: skip
+        "sips",
+        "user",
+        "pw",
+        "[2001:db8::2]",
+        5061,
+    )
     assert uri.transport == "tcp" and uri.has_param("lr") and uri.headers == "Subject=x"
     assert parse_uri("tel:+331234").scheme == "tel"
     for bad in ("sip:", "sip:user@", "sip:host:99999", "sip:ho st", "nocolon"):

@@ -47,14 +47,15 @@ def _python_way(data: bytes) -> Cut:
     end = data.find(b"\r\n\r\n")
     first_end = data.find(b"\r\n")
     head = data[first_end + 2 : end] if first_end < end else b""
-    headers = parse_module._split_headers(head)
+    headers = parse_module._split_headers(head, parse_module.header_limit())
     length = parse_module._content_length(headers)
     triples = [(h.key, h.raw, h.value) for h in headers]
     return triples, first_end, end + 4, -1 if length is None else length
 
 
-def _c_way(data: bytes) -> Cut | None:
-    flat = split.split_message(data, parse_module._keys, "content-length")
+def _c_way(data: bytes, keys: dict[bytes, str] | None = None) -> Cut | None:
+    keys = parse_module._keys if keys is None else keys
+    flat = split.split_message(data, keys, "content-length")
     if flat is None:
         return None
     triples = [(flat[i], flat[i + 1], flat[i + 2]) for i in range(6, len(flat), 3)]
@@ -145,13 +146,17 @@ def test_many_names_long_and_alike_never_mix() -> None:
     names += [b"x-name-1", b"X-NAME-1", b"Via ", b"Via"]
     lines = b"".join(n + b": " + str(i).encode() + b"\r\n" for i, n in enumerate(names))
     data = b"SIP/2.0 200 OK\r\n" + lines + b"\r\n"
-    first = parse(data)  # learns them
-    for _ in range(3):
-        assert _same(data)
-        again = parse(data)
-        assert [(h.key, h.raw, h.value) for h in again.headers] == [
-            (h.key, h.raw, h.value) for h in first.headers
-        ]
+    parse_module.configure(max_headers=len(names))  # over the default bound (256) on purpose
+    try:
+        first = parse(data)  # learns them
+        for _ in range(3):
+            assert _same(data)
+            again = parse(data)
+            assert [(h.key, h.raw, h.value) for h in again.headers] == [
+                (h.key, h.raw, h.value) for h in first.headers
+            ]
+    finally:
+        parse_module.configure()
     assert {h.key for h in first.headers[-4:]} == {"x-name-1", "via"}
 
 
@@ -207,3 +212,36 @@ def test_the_start_line_is_read_like_python_does(line: bytes, kind: int) -> None
     msg = parse(data)
     assert (msg.method, msg.ruri, msg.status, msg.reason) == expected
     assert msg.to_bytes() == data
+
+
+def _fresh(text: str) -> str:
+    """An equal str that is no other object (not interned): freed with its last reference."""
+    return "".join(list(text))
+
+
+def test_the_table_holds_its_keys_whatever_the_dict_does_after() -> None:
+    """The C table keeps its own reference to every key it hands out: a dict that shrinks (here
+    cleared, then dropped) never frees a key under it, and the answers stay the dict's."""
+    data = b"SIP/2.0 200 OK\r\nVia: a\r\nCall-ID: b\r\n\r\n"
+    keys = {b"Via": _fresh("via"), b"Call-ID": _fresh("call-id")}
+    first = _c_way(data, keys)
+    assert first is not None and [k for k, _, _ in first[0]] == ["via", "call-id"]
+    keys.clear()  # the dict shrinks: only the table still holds those keys
+    again = _c_way(data, keys)
+    assert again == first  # the same dict: its earlier answers still stand
+    del keys
+    assert _c_way(data, {}) is None  # another dict: none of the first one's answers
+    split.forget()
+    parse(data)  # the parser's own table, as before
+    assert _same(data)
+
+
+def test_answers_come_from_the_dict_given() -> None:
+    data = b"SIP/2.0 200 OK\r\nVia: a\r\n\r\n"
+    mine = {b"Via": "mine"}
+    assert (_c_way(data, mine) or ([],))[0] == [("mine", b"Via: a", b"a")]
+    theirs = {b"Via": "theirs"}
+    assert (_c_way(data, theirs) or ([],))[0] == [("theirs", b"Via: a", b"a")]
+    mine[b"Via"] = "remapped"  # not the parser's way (a name's key is fixed): forget() first
+    split.forget()
+    assert (_c_way(data, mine) or ([],))[0] == [("remapped", b"Via: a", b"a")]

@@ -1,0 +1,1 @@
+"""Tests of the deployment: the container image, the compose file, the Debian package."""
