@@ -72,6 +72,9 @@ class Host(Protocol):
     def metrics_report(self) -> dict[str, Any]:
         """Figures for ``/metrics`` beside the stats: call tallies, event-loop lag."""
 
+    def local_stats(self) -> Counter[str]:
+        """This process's counters: the proxy's, the edge's drops, bans, call records."""
+
 
 class WorkerNode:
     """Worker ``store.index`` of ``store.workers``."""
