@@ -22,7 +22,7 @@ from pathlib import Path
 from types import FrameType
 
 from pksbench import lookups, procs, report, tables
-from pksbench.measure import GATEWAYS, Runner, TargetResult, make_plan
+from pksbench.measure import GATEWAYS, Plan, Runner, TargetResult, make_plan
 from pksbench.peerflood import PeerFloodResult, PeerFloodRunner, PeerPlan
 from pksbench.targets import Direct, Kamailio, Pks, Target, free_tcp_port, pks_available
 
@@ -206,11 +206,21 @@ def main() -> int:
         help="a setting for every pks process of scenario 1 (repeatable), e.g."
         " PKS_RECV_BATCH=false to measure a feature off; named in the report",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run scenario 1's targets this many times, in turn (a, b, c, a, b, c...), and keep"
+        " each target's median round by maximum calls/s, every round named in the notes: on a"
+        " machine whose speed drifts, one round cannot rank figures a few percent apart (1)",
+    )
     parser.add_argument("--no-lookups", action="store_true", help="skip scenario 2")
     parser.add_argument("--no-calls", action="store_true", help="skip scenario 1")
     args = parser.parse_args()
 
     signal.signal(signal.SIGTERM, _on_signal)
+    if not 1 <= args.rounds <= 9:
+        raise SystemExit("--rounds: between 1 and 9")
     if args.flood_seconds is not None and not 0 < args.flood_seconds <= 60:
         raise SystemExit("--flood-seconds: between 0 and 60")
     flooding = not args.no_flood and (args.flood or not args.quick)
@@ -266,9 +276,7 @@ def main() -> int:
         if not args.no_calls:
             db = tables.create_db(workdir / "bench.db", tables.bench_tables(GATEWAYS))
             log(f"scenario 1 ({mode}): {', '.join(t.label for t in targets)}; scratch {workdir}")
-            for target in targets:
-                log(f"{target.label}:")
-                results.append(Runner(target, plan, db, tables.CALLED, workdir, log).run())
+            run_targets(targets, args.rounds, plan, db, workdir, results)
         if peer_plan is not None:
             peer_floods = run_peer_floods(peer_plan, targets, workdir)
         if not args.no_lookups:
@@ -284,6 +292,8 @@ def main() -> int:
             notes.append(f"webhook receiver: {receiver.records} call records taken")
             receiver.close()
 
+    results, round_notes = report.median_rounds(results)
+    notes += round_notes
     for r in results:
         if r.name != "direct" and r.gateway_calls and min(r.gateway_calls.values()) == 0:
             notes.append(f"{r.label}: the callee received no call")
@@ -295,6 +305,17 @@ def main() -> int:
     print()
     print((RESULTS / f"{mode}.md").read_text())
     return 0
+
+
+def run_targets(
+    targets: list[Target], rounds: int, plan: Plan, db: Path, workdir: Path, out: list[TargetResult]
+) -> None:
+    """Scenario 1: every target in turn, ``rounds`` times (``out`` grows as they finish, so
+    an interrupted run keeps what it measured)."""
+    for n in range(rounds):
+        for target in targets:
+            log(f"{target.label}:" + (f" round {n + 1} of {rounds}" if rounds > 1 else ""))
+            out.append(Runner(target, plan, db, tables.CALLED, workdir, log).run())
 
 
 def make_peer_plan(args: argparse.Namespace) -> PeerPlan | None:
@@ -416,10 +437,9 @@ def build_accel(notes: list[str]) -> Path | None:
     return out
 
 
-def standard_notes(plan: object, cores: int) -> list[str]:
-    from pksbench.measure import MAX_FAILED, MAX_RETRANS, MIN_PACE, Plan
+def standard_notes(plan: Plan, cores: int) -> list[str]:
+    from pksbench.measure import MAX_FAILED, MAX_RETRANS, MIN_PACE
 
-    assert isinstance(plan, Plan)
     notes = [
         f"This machine has {cores} cores. Kamailio is measured with 1 worker and with one per"
         " core, pks as one process and with one worker per core (each its own column); CPU and"

@@ -352,6 +352,33 @@ def peer_flood_notes(plan: PeerPlan | None, found: Sequence[PeerFloodResult]) ->
     ]
 
 
+def median_rounds(results: Sequence[TargetResult]) -> tuple[list[TargetResult], list[str]]:
+    """``--rounds``: each target's median round by maximum calls/s (the lower of the two
+    middle ones for an even count), in first-seen order, and a note per target measured more
+    than once with every round's maximum and CPU per call."""
+    by_label: dict[str, list[TargetResult]] = {}
+    for r in results:
+        by_label.setdefault(r.label, []).append(r)
+    kept: list[TargetResult] = []
+    notes: list[str] = []
+    for label, rounds in by_label.items():
+        ranked = sorted(rounds, key=lambda r: -1.0 if r.max_cps is None else r.max_cps)
+        median = ranked[(len(ranked) - 1) // 2]
+        kept.append(median)
+        if len(rounds) > 1:
+            each = "; ".join(
+                f"{_f(r.max_cps)} calls/s, {_f(_us(r.cpu_ms_per_call))} µs,"
+                f" {_f(_us(r.saturation_cpu_ms))} µs"
+                for r in rounds
+            )
+            notes.append(
+                f"{label}, {len(rounds)} rounds (maximum calls/s, CPU per call at 200 calls/s and"
+                f" at the maximum): {each};"
+                f" the table shows the median round ({_f(median.max_cps)} calls/s)"
+            )
+    return kept, notes
+
+
 def headroom_notes(results: Sequence[TargetResult]) -> list[str]:
     """Why a ratio is missing, and how to give the load generator more room."""
     top = ceiling(results)

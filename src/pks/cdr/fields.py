@@ -1,9 +1,9 @@
 """A call record as written: one flat JSON object per call, the same for every sink.
 
-Made in two steps, neither on the event loop. The writer thread of the proxy's process
-packs (:func:`pack`) a finished :class:`pks.cdr.record.CallRecord` into a list of plain
-values (the core's times made wall-clock, the refused calls given their source's peer tag
-from the routing snapshot) and spools it as one JSON array; the delivery process
+Made in two steps. On the proxy's event loop, :func:`pack` turns a finished
+:class:`pks.cdr.record.CallRecord` into a list of plain values (the core's times made
+wall-clock, the refused calls given their source's peer tag from the routing snapshot; no
+formatting, no I/O), which the writer thread spools as one JSON array; the delivery process
 (:mod:`pks.cdr.deliver`) expands (:func:`expand`) that into the record as sinks get it:
 times in ISO 8601 (UTC, milliseconds), durations, the attempts with their codes, and an
 ``id`` (a UUID fixed in the spool) that sinks use to recognise a record delivered twice
@@ -84,7 +84,7 @@ def pack(
     worker: int | None = None,
     peer_of: Callable[[str, int], str | None] | None = None,
 ) -> list[Any]:
-    """What the writer thread spools of ``record`` (``wall_offset``: wall time − the core's
+    """What the spool holds of ``record`` (``wall_offset``: wall time − the core's
     ``now``), with its id: its values in :class:`Packed` order, times already wall-clock,
     nothing formatted — the little the proxy's process does per record; :func:`expand` (in
     the delivery process) makes it the record's JSON object."""
