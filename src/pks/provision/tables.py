@@ -25,9 +25,11 @@ from pks.provision.errors import Invalid, NotFound
 from pks.provision.owners import Owners
 from pks.provision.store import (
     KAMAILIO_TABLES,
+    check_fits,
     ensure_tables,
     read_all,
     read_rows,
+    refused_values,
     sync_sequence,
 )
 from pks.route import DPID_DID, DPID_OFFNET, DPIDS_BY_GROUP
@@ -99,10 +101,11 @@ def write(
     """Apply ``change`` in one transaction if the rows it leaves pass the checks; the
     writer's result."""
     ensure_tables(engine)
-    with engine.begin() as conn:
+    with refused_values(), engine.begin() as conn:
         before = read_rows(conn)
         after, writer = change(before)
         check_change(before, after, sockets=sockets)
+        check_fits(conn, after)
         return writer(conn)
 
 

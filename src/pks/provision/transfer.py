@@ -18,7 +18,14 @@ from sqlalchemy import Engine, delete, insert
 from pks.provision.checks import check_rows
 from pks.provision.dbtext import dump_table, parse_table
 from pks.provision.errors import Invalid
-from pks.provision.store import KAMAILIO_TABLES, ensure_tables, read_rows, sync_sequence
+from pks.provision.store import (
+    KAMAILIO_TABLES,
+    check_fits,
+    ensure_tables,
+    read_rows,
+    refused_values,
+    sync_sequence,
+)
 
 __all__ = ["export_tables", "import_tables"]
 
@@ -41,13 +48,14 @@ def import_tables(
     if problems:
         raise Invalid("import refused, nothing was written", problems)
     ensure_tables(engine)
-    with engine.begin() as conn:
+    with refused_values(), engine.begin() as conn:
         current = read_rows(conn)
         candidate = dataclasses.replace(current, **{t.table: t.rows for t in parsed})
         findings = check_rows(candidate, sockets=sockets)
         if findings.errors:
             warnings = [f"warning: {w}" for w in findings.warnings]
             raise Invalid("import refused, nothing was written", [*findings.errors, *warnings])
+        check_fits(conn, candidate)
         if not check_only:
             for table in parsed:
                 kamailio = KAMAILIO_TABLES[table.table]

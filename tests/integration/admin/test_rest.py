@@ -14,7 +14,7 @@ from pks.config import Settings
 from pks.server import Server
 from servers import free_tcp_port
 
-from .conftest import SEED_DIALPLAN
+from .conftest import SEED_ADDRESS, SEED_DIALPLAN
 
 
 async def export(api: httpx.AsyncClient) -> dict[str, str]:
@@ -259,3 +259,26 @@ async def test_token_required_off_loopback(server: Server) -> None:
     finally:
         web.should_exit = True
         await web.shutdown()
+
+
+async def test_a_port_the_database_cannot_hold_is_refused_clearly(
+    api: httpx.AsyncClient, server: Server
+) -> None:
+    row = {"grp": 1, "ip_addr": "198.51.100.9", "mask": 32, "port": 70000}
+    assert "port 70000" in await refused(api, "POST", "/api/v1/address", row, 422)
+    row["port"] = 40000  # a valid port; PostgreSQL's SMALLINT (Kamailio's schema) stops at 32767
+    resp = await api.post("/api/v1/address", json=row)
+    if server.settings.db_url.startswith("postgresql"):
+        assert resp.status_code == 422, resp.text
+        assert "32767" in resp.text
+    else:
+        assert resp.status_code == 201, resp.text
+    resp = await api.get("/api/v1/address")
+    assert resp.status_code == 200  # the tables still read, the API still answers
+    # the same port through an import of the address table
+    table = SEED_ADDRESS.replace("8.1.2.2 32 5060 20", "8.1.2.2 32 40000 20")
+    resp = await api.post("/api/v1/import", json={"files": {"address": table}})
+    if server.settings.db_url.startswith("postgresql"):
+        assert resp.status_code == 422 and "port 40000" in resp.text, resp.text
+    else:
+        assert resp.status_code == 200, resp.text

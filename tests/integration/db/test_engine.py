@@ -104,3 +104,24 @@ def test_dispatcher_versions_one_to_four_are_accepted(engine: Engine) -> None:
     sql(engine, "UPDATE version SET table_version = 5 WHERE table_name = 'dispatcher'")
     with pytest.raises(SchemaVersionError, match="expected 1/2/3/4"):
         check_versions(engine)
+
+
+def test_a_value_the_database_refuses_becomes_a_clear_refusal(engine: Engine) -> None:
+    """The provisioning writes' last guard: what the checks let through but a column cannot
+    hold is a 422 with the database's reason, never a raw error (SQLite holds anything)."""
+    from sqlalchemy import insert, select
+
+    from pks.db.schema import address
+    from pks.provision.errors import Invalid
+    from pks.provision.store import ensure_tables, refused_values
+
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite stores any value in any column")
+    ensure_tables(engine)
+    row = {"id": 1, "grp": 1, "ip_addr": "192.0.2.1", "mask": 32, "port": 99999, "tag": None}
+    with pytest.raises(Invalid) as refused, refused_values(), engine.begin() as conn:
+        conn.execute(insert(address).values(**row))  # address.port is a SMALLINT
+    assert refused.value.status == 422
+    assert "out of range" in " ".join(refused.value.problems).lower()
+    with engine.connect() as conn:
+        assert conn.execute(select(address)).all() == []  # rolled back
