@@ -140,21 +140,33 @@ def _split_headers(head: bytes, limit: int = MAX_HEADERS) -> list[Header]:
 
 
 def _split_folded(head: bytes) -> list[Header]:
-    """The general case: continuation lines (RFC 3261 §7.3.1 folding) joined to their header."""
-    headers: list[Header] = []
+    """The general case: continuation lines (RFC 3261 §7.3.1 folding) joined to their header.
+
+    Each header's lines are gathered first and joined once: appending every continuation to
+    the header as it came would copy the header again per line (quadratic in a message that
+    folds thousands of times)."""
+    groups: list[list[bytes]] = []
     for line in head.split(b"\r\n"):
         first = line[:1]
         if first == b" " or first == b"\t":
-            if not headers:
+            if not groups:
                 raise ParseError("continuation line before any header")
-            prev = headers[-1]
-            prev.raw = prev.raw + b"\r\n" + line
-            prev.value = (prev.value + b" " + line.strip()).strip()
+            groups[-1].append(line)
             continue
-        colon = line.find(b":")
-        if colon <= 0:
+        if line.find(b":") <= 0:
             raise ParseError(f"header line without a name: {line[:40]!r}")
-        headers.append(Header(_header_key(line[:colon]), line, line[colon + 1 :].strip()))
+        groups.append([line])
+    headers: list[Header] = []
+    for lines in groups:
+        line = lines[0]
+        colon = line.find(b":")
+        value = line[colon + 1 :].strip()
+        raw = line
+        if len(lines) > 1:
+            raw = b"\r\n".join(lines)
+            parts = [value, *[more.strip() for more in lines[1:]]]
+            value = b" ".join([part for part in parts if part])
+        headers.append(Header(_header_key(line[:colon]), raw, value))
     return headers
 
 

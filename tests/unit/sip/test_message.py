@@ -40,6 +40,17 @@ def test_compact_forms_lists_and_folding() -> None:
     assert msg.body == b"body"
 
 
+def test_a_header_folded_thousands_of_times_keeps_its_bytes_and_value() -> None:
+    # each header's lines are joined once (folding line by line was quadratic)
+    head = b"OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nSubject: a"
+    data = head + b"\r\n  x\t" * 12_000 + b"\r\n \r\nCall-ID: c\r\nl: 0\r\n\r\n"
+    msg = parse(data)
+    subject = [h for h in msg.headers if h.key == "subject"]
+    assert len(subject) == 1 and subject[0].value == b"a" + b" x" * 12_000
+    assert subject[0].raw == b"Subject: a" + b"\r\n  x\t" * 12_000 + b"\r\n "
+    assert msg.call_id == "c" and msg.to_bytes() == data
+
+
 def test_untouched_message_is_byte_identical() -> None:
     assert parse(INVITE).to_bytes() == INVITE
 
