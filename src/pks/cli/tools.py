@@ -46,8 +46,12 @@ def _describe(r: dict[str, Any]) -> str:
         lines.append(f"  set:      {r['setid']}")
     if r["gateways"]:
         lines.append("  gateways, in the order a call tries them:")
-        gateways = [{**g, "state": g.get("state", "-")} for g in r["gateways"]]
-        cols = ["order", "uri", "transport", "socket", "state"]
+        # ruri_host None: the caller's R-URI host is kept (docs/routing.md)
+        gateways = [
+            {**g, "state": g.get("state", "-"), "ruri_host": g.get("ruri_host") or "keep"}
+            for g in r["gateways"]
+        ]
+        cols = ["order", "uri", "transport", "socket", "ruri_host", "state"]
         lines += ["    " + line for line in table(gateways, cols).splitlines()]
     for s in r["skipped"]:
         lines.append(f"  skipped:  {s['uri']} ({s['why']})")
