@@ -46,7 +46,7 @@ def _describe(r: dict[str, Any]) -> str:
         lines.append(f"  set:      {r['setid']}")
     if r["gateways"]:
         lines.append("  gateways, in the order a call tries them:")
-        # ruri_host None: the caller's R-URI host is kept (docs/routing.md)
+        # ruri_host: the host:port the R-URI gets at that gateway; None: the caller's is kept
         gateways = [
             {**g, "state": g.get("state", "-"), "ruri_host": g.get("ruri_host") or "keep"}
             for g in r["gateways"]
