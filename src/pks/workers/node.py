@@ -314,8 +314,11 @@ class WorkerNode:
 
     async def limit_counts(self, proxy: Proxy) -> dict[str, object]:
         """``Proxy.limit_counts`` for the whole instance."""
-        mine = proxy.limit_counts()
         everyone = await self.all_stats()
+        # read after every worker answered: a call a worker counted has its gateway load in
+        # the shared store by then (read before, a call arriving meanwhile was counted in the
+        # calls and not in its gateway's load)
+        mine = proxy.limit_counts()
         by_peer: Counter[str] = Counter()
         calls = 0
         for worker in everyone:
