@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 
 from pks import loop
 from pks.config import parse_listen
-from pks.net import Inbound, Send
+from pks.net import Address, Inbound, Send
 from pks.transport import Transport
 
 TIMEOUT = 5.0  # bound on every wait; tests normally finish in milliseconds
@@ -66,3 +67,16 @@ async def start_transport() -> AsyncIterator[StartTransport]:
     yield start
     for transport in started:
         await asyncio.wait_for(transport.close(), TIMEOUT)
+
+
+@pytest.fixture
+def unanswered() -> Iterator[Address]:
+    """An address whose SYNs are dropped: a listener with a full backlog that never accepts."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    filler = socket.socket()
+    filler.connect(listener.getsockname())  # takes the only backlog slot
+    yield Address(*listener.getsockname())
+    filler.close()
+    listener.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -209,19 +209,6 @@ async def test_send_from_an_unknown_socket_is_reported(start_transport) -> None:
         transport.send(effect)
         failed, reason = await collector.error()
         assert failed is effect and "not one of our sockets" in reason
-
-
-@pytest.fixture
-def unanswered() -> Iterator[Address]:
-    """An address whose SYNs are dropped: a listener with a full backlog that never accepts."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    filler = socket.socket()
-    filler.connect(listener.getsockname())  # takes the only backlog slot
-    yield Address(*listener.getsockname())
-    filler.close()
-    listener.close()
 
 
 async def test_connect_timeout_is_reported(start_transport, unanswered: Address) -> None:

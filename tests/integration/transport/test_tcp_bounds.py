@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -241,19 +240,6 @@ async def test_messages_arriving_in_pieces_within_the_deadline_are_served(
 
 
 # --- the output cap --------------------------------------------------------------------------
-
-
-@pytest.fixture
-def unanswered() -> Iterator[Address]:
-    """An address whose SYNs are dropped: a listener with a full backlog that never accepts."""
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
-    filler = socket.socket()
-    filler.connect(listener.getsockname())  # takes the only backlog slot
-    yield Address(*listener.getsockname())
-    filler.close()
-    listener.close()
 
 
 async def test_a_peer_that_does_not_read_is_cut_at_the_output_cap(start_transport, writers) -> None:
