@@ -16,10 +16,14 @@ compare two versions of the code on one machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import gc
+import os
 import pstats
+import random
 import time
+from collections.abc import Iterator
 
 from pks import heap
 from pks.net import Address, Inbound, Proto, Send, SocketInfo
@@ -33,6 +37,31 @@ from pksbench.lookup_pks import table_rows
 PROXY = SocketInfo("bench", Proto.UDP, tables.PKS_IP, tables.SIP_PORT)
 CALLER = Address(tables.UAC_IP, tables.SIP_PORT)
 PREFIX = "z9hG4bKpksbench"
+# one Record-Route key for the recording proxy and its twin: the replayed ACK and BYE carry
+# the recording's signed Record-Route (a proxy of its own key would answer them 403)
+CONFIG = CoreConfig(secret=b"pksbench-replay-key-32-bytes-abc")
+SEED = 5060
+
+
+@contextlib.contextmanager
+def same_draws(seed: int = SEED) -> Iterator[None]:
+    """``os.urandom`` drawn from a generator seeded with ``seed`` meanwhile: a proxy draws
+    64 unpredictable bits per branch id (``Relay.next_id``), so a replay matches the
+    recording's answers to its branches only when it draws the same bits."""
+    real = os.urandom
+    os.urandom = random.Random(seed).randbytes
+    try:
+        yield
+    finally:
+        os.urandom = real
+
+
+def new_proxy() -> Proxy:
+    """A proxy of scenario 1 with its own snapshot (a snapshot holds the round-robin
+    counters, so a twin on the same one would pick the other gateway)."""
+    return Proxy((PROXY,), CONFIG, build_snapshot(table_rows(tables.bench_tables())),
+                 branch_prefix=PREFIX)  # fmt: skip
+
 
 SDP = (
     "v=0\r\no=bench 53655765 2353687637 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n"
@@ -128,7 +157,6 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile one round")
     args = parser.parse_args()
 
-    snap = build_snapshot(table_rows(tables.bench_tables()))
     rounds: list[float] = []
     per_call_messages = 0.0
     heap.tune()  # the collector as a proxy process runs it
@@ -137,18 +165,20 @@ def main() -> None:
     for r in range(args.rounds + 1):
         # a round records the calls on one proxy, then replays what it received on a twin
         # (same branch prefix, so the callee's answers match the twin's branches too)
-        recorder = Proxy((PROXY,), CoreConfig(), snap, branch_prefix=PREFIX)
-        msgs = _messages(recorder, args.calls, r * args.calls)
+        recorder = new_proxy()
+        with same_draws():
+            msgs = _messages(recorder, args.calls, r * args.calls)
         forget_all()  # the replay parses each text anew, as a live proxy would
         per_call_messages = len(msgs) / args.calls  # INVITE, 180, 200, ACK, BYE, 200
-        proxy = Proxy((PROXY,), CoreConfig(), snap, branch_prefix=PREFIX)
+        proxy = new_proxy()
         now = 1000.0
         t0 = time.perf_counter()
         if args.profile and r == args.rounds:
             prof = cProfile.Profile()
             prof.enable()
-        for data, inbound in msgs:
-            proxy.receive(data, inbound, now)
+        with same_draws():
+            for data, inbound in msgs:
+                proxy.receive(data, inbound, now)
         if args.profile and r == args.rounds:
             prof.disable()
         elapsed = time.perf_counter() - t0

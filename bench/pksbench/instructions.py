@@ -27,24 +27,17 @@ from pathlib import Path
 
 from pks import heap
 from pks.net import Address, Inbound
-from pks.proxy import CoreConfig, Proxy
-from pks.route import Snapshot, build_snapshot
 from pks.sip.memo import forget_all
-from pksbench import core, tables
-from pksbench.lookup_pks import table_rows
+from pksbench import core
 
 BASE = 100  # calls of the shorter run: what both runs share besides the start-up
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
 
-def _snapshot() -> Snapshot:
-    return build_snapshot(table_rows(tables.bench_tables()))
-
-
 def record(calls: int, path: Path) -> None:
     """The received messages of ``calls`` calls, as (bytes, source host, source port)."""
-    proxy = Proxy((core.PROXY,), CoreConfig(), _snapshot(), branch_prefix=core.PREFIX)
-    msgs = core._messages(proxy, calls, 0)
+    with core.same_draws():
+        msgs = core._messages(core.new_proxy(), calls, 0)
     rows = [(data, inbound.source.host, inbound.source.port) for data, inbound in msgs]
     path.write_bytes(pickle.dumps(rows))
 
@@ -54,12 +47,15 @@ def replay(calls: int, path: Path) -> None:
     rows = pickle.loads(path.read_bytes())
     per_call = len(rows) // int(path.with_suffix(".calls").read_text())
     msgs = [(d, Inbound(core.PROXY, Address(h, p))) for d, h, p in rows[: calls * per_call]]
-    proxy = Proxy((core.PROXY,), CoreConfig(), _snapshot(), branch_prefix=core.PREFIX)
+    proxy = core.new_proxy()
     forget_all()
     heap.tune()  # the collector as a proxy process runs it
     heap.settle(collect=True)
-    for data, inbound in msgs:
-        proxy.receive(data, inbound, 1000.0)
+    with core.same_draws():
+        for data, inbound in msgs:
+            proxy.receive(data, inbound, 1000.0)
+    if proxy.stats["2xx"] != 2 * calls:  # the 200s to the INVITE and to the BYE relayed
+        raise SystemExit(f"replay diverged: {proxy.stats}")
 
 
 def _count(calls: int, path: Path) -> int:
