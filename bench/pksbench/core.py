@@ -22,10 +22,13 @@ import gc
 import os
 import pstats
 import random
+import tempfile
 import time
 from collections.abc import Iterator
 
 from pks import heap
+from pks.cdr.record import Recorder
+from pks.cdr.service import CdrService, SinkConfig
 from pks.net import Address, Inbound, Proto, Send, SocketInfo
 from pks.proxy import CoreConfig, Proxy
 from pks.route import build_snapshot
@@ -142,6 +145,14 @@ class Call:
             raise RuntimeError(f"call {n}: 200 to BYE not relayed")
 
 
+def cdr_recorder(spool: str) -> Recorder:
+    """A recorder packing as a proxy's call records service does (never started; what it
+    queues stays in memory)."""
+    made = Recorder()
+    CdrService(made, SinkConfig(("file",)), spool, 1 << 20, wall_offset=lambda: 0.0)
+    return made
+
+
 def _messages(proxy: Proxy, calls: int, start: int) -> list[tuple[bytes, Inbound]]:
     """Record the received messages of ``calls`` calls once (then replayed for timing)."""
     recorded: list[tuple[bytes, Inbound]] = []
@@ -155,7 +166,14 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000, help="calls per round (2000)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds, best one kept (5)")
     parser.add_argument("--profile", action="store_true", help="cProfile one round")
+    parser.add_argument(
+        "--cdr",
+        action="store_true",
+        help="call records on: each call's record filled and packed into its spool line, as"
+        " in a proxy process (the lines are dropped; no spool, no delivery)",
+    )
     args = parser.parse_args()
+    spool = tempfile.TemporaryDirectory() if args.cdr else None
 
     rounds: list[float] = []
     per_call_messages = 0.0
@@ -171,6 +189,8 @@ def main() -> None:
         forget_all()  # the replay parses each text anew, as a live proxy would
         per_call_messages = len(msgs) / args.calls  # INVITE, 180, 200, ACK, BYE, 200
         proxy = new_proxy()
+        if spool is not None:
+            proxy.calls.recorder = cdr_recorder(spool.name)
         now = 1000.0
         t0 = time.perf_counter()
         if args.profile and r == args.rounds:
@@ -198,7 +218,8 @@ def main() -> None:
     per_call = best / args.calls * 1e6
     print(
         f"core: {per_call:.1f} µs per call, {per_call / per_call_messages:.1f} µs per message"
-        f" received (best of {args.rounds} rounds of {args.calls} calls)"
+        f" received (best of {args.rounds} rounds of {args.calls} calls"
+        f"{', call records on' if args.cdr else ''})"
     )
     if args.profile:
         pstats.Stats(prof).sort_stats("tottime").print_stats(30)

@@ -42,12 +42,15 @@ def record(calls: int, path: Path) -> None:
     path.write_bytes(pickle.dumps(rows))
 
 
-def replay(calls: int, path: Path) -> None:
+def replay(calls: int, path: Path, cdr: bool = False) -> None:
     """Feed the first ``calls`` recorded calls to a fresh proxy (what valgrind counts)."""
     rows = pickle.loads(path.read_bytes())
     per_call = len(rows) // int(path.with_suffix(".calls").read_text())
     msgs = [(d, Inbound(core.PROXY, Address(h, p))) for d, h, p in rows[: calls * per_call]]
     proxy = core.new_proxy()
+    spool = tempfile.TemporaryDirectory() if cdr else None
+    if spool is not None:
+        proxy.calls.recorder = core.cdr_recorder(spool.name)
     forget_all()
     heap.tune()  # the collector as a proxy process runs it
     heap.settle(collect=True)
@@ -58,9 +61,10 @@ def replay(calls: int, path: Path) -> None:
         raise SystemExit(f"replay diverged: {proxy.stats}")
 
 
-def _count(calls: int, path: Path) -> int:
+def _count(calls: int, path: Path, cdr: bool) -> int:
     cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable,
-           "-m", "pksbench.instructions", "--replay", str(calls), "--file", str(path)]  # fmt: skip
+           "-m", "pksbench.instructions", "--replay", str(calls), "--file", str(path),
+           *(["--cdr"] if cdr else [])]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, check=True)
     found = _COLLECTED.search(done.stderr)
     if found is None:
@@ -73,9 +77,12 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=500, help="calls counted (500)")
     parser.add_argument("--replay", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--file", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--cdr", action="store_true", help="call records on (as python -m pksbench.core --cdr)"
+    )
     args = parser.parse_args()
     if args.replay is not None:
-        replay(args.replay, args.file)
+        replay(args.replay, args.file, args.cdr)
         return
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is needed: apt-get install valgrind")
@@ -84,9 +91,12 @@ def main() -> None:
         total = BASE + args.calls
         record(total, path)
         path.with_suffix(".calls").write_text(str(total))
-        short, long = _count(BASE, path), _count(total, path)
+        short, long = _count(BASE, path, args.cdr), _count(total, path, args.cdr)
     per_call = (long - short) / args.calls
-    print(f"core: {per_call / 1000:.1f} k instructions per call (valgrind, {args.calls} calls)")
+    print(
+        f"core: {per_call / 1000:.1f} k instructions per call (valgrind, {args.calls} calls"
+        f"{', call records on' if args.cdr else ''})"
+    )
 
 
 if __name__ == "__main__":

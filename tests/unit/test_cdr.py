@@ -8,8 +8,8 @@ from typing import Any
 
 from harness import CARRIER, GW1, GW2, PBX, Net, answer, bye, invite, msgs
 
-from pks.cdr.fields import Packed, expand, pack
-from pks.cdr.record import CallRecord, Recorder
+from pks.cdr.fields import Packed, expand
+from pks.cdr.record import CallRecord, Recorder, pack
 from pks.net import Address
 from pks.sip import Message
 

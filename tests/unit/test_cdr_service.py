@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from pks.cdr.fields import Packed, iso, pack
-from pks.cdr.record import CallRecord, Recorder
+from pks.cdr.fields import Packed, iso
+from pks.cdr.record import CallRecord, Recorder, pack
 from pks.cdr.service import CdrService, SinkConfig
 from pks.cdr.sinks import acc_rows
 from pks.cdr.spool import SpoolReader, SpoolWriter, backlog_bytes

@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from pks.cdr.fields import Packed
 from pks.cdr.sinks import Sink, make_sinks
 from pks.cdr.spool import STATUS, SpoolReader
@@ -98,7 +100,7 @@ class _Delivery:
                 self.spool.wait(name, 0.5)
                 continue
             try:
-                self.sink.deliver([Packed(*json.loads(line)) for line in lines])
+                self.sink.deliver([Packed(*orjson.loads(line)) for line in lines])
             except Exception as exc:
                 self.failures += 1
                 self.last_error = " ".join(str(exc).split())[:300] or type(exc).__name__

@@ -1,10 +1,10 @@
 """A call record as written: one flat JSON object per call, the same for every sink.
 
-Made in two steps. On the proxy's event loop, :func:`pack` turns a finished
+Made in two steps. On the proxy's event loop, :func:`pks.cdr.record.pack` turns a finished
 :class:`pks.cdr.record.CallRecord` into a list of plain values (the core's times made
 wall-clock, the refused calls given their source's peer tag from the routing snapshot; no
-formatting, no I/O), which the writer thread spools as one JSON array; the delivery process
-(:mod:`pks.cdr.deliver`) expands (:func:`expand`) that into the record as sinks get it:
+formatting, no I/O), encoded as one JSON array that the writer thread spools; the delivery
+process (:mod:`pks.cdr.deliver`) expands (:func:`expand`) that into the record as sinks get it:
 times in ISO 8601 (UTC, milliseconds), durations, the attempts with their codes, and an
 ``id`` (a UUID fixed in the spool) that sinks use to recognise a record delivered twice
 (delivery is at least once).
@@ -17,9 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from pks.cdr.record import CallRecord
-
-__all__ = ["FIELDS", "Packed", "expand", "iso", "pack", "parse_time"]
+__all__ = ["FIELDS", "Packed", "expand", "iso", "parse_time", "seconds_text"]
 
 FIELDS: tuple[str, ...] = (
     "id",
@@ -55,12 +53,32 @@ PKS_CALL_MAX_DURATION), stopped (the proxy stopped), proxy (refused), or null.
 """
 
 
+def seconds_text(fmt: str, split: Callable[[float], time.struct_time]) -> Callable[[int], str]:
+    """Whole Unix seconds → ``time.strftime(fmt, split(seconds))``, each second's text made
+    once: the records of a batch share a few seconds, and the formatting costs more than
+    the rest of a row."""
+    cache: dict[int, str] = {}
+
+    def text(seconds: int) -> str:
+        made = cache.get(seconds)
+        if made is None:
+            if len(cache) >= 4096:
+                cache.clear()
+            made = cache[seconds] = time.strftime(fmt, split(seconds))
+        return made
+
+    return text
+
+
+_iso_seconds = seconds_text("%Y-%m-%dT%H:%M:%S", time.gmtime)
+
+
 def iso(when: float | None) -> str | None:
     """Unix seconds → ISO 8601, UTC, to the millisecond (``2027-01-15T08:01:40.250Z``)."""
     if when is None:
         return None
     seconds, ms = divmod(int(when * 1000), 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ms:03d}Z"
+    return f"{_iso_seconds(seconds)}.{ms:03d}Z"
 
 
 def parse_time(text: str) -> float:
@@ -77,47 +95,9 @@ def parse_time(text: str) -> float:
     return when.timestamp()
 
 
-def pack(
-    record_id: str,
-    record: CallRecord,
-    wall_offset: float,
-    worker: int | None = None,
-    peer_of: Callable[[str, int], str | None] | None = None,
-) -> list[Any]:
-    """What the spool holds of ``record`` (``wall_offset``: wall time − the core's
-    ``now``), with its id: its values in :class:`Packed` order, times already wall-clock,
-    nothing formatted — the little the proxy's process does per record; :func:`expand` (in
-    the delivery process) makes it the record's JSON object."""
-    answer, end = record.answer, record.end
-    peer = record.peer
-    if peer is None and peer_of is not None:
-        peer = peer_of(record.source_host, record.source_port)
-    return [
-        record_id,
-        record.call_id,
-        record.status,
-        record.start + wall_offset,
-        None if answer is None else answer + wall_offset,
-        None if end is None else end + wall_offset,
-        record.caller,
-        record.called,
-        peer,
-        record.source_host,
-        record.source_port,
-        record.setid,
-        [[uri, at + wall_offset] for uri, at in record.attempts],
-        record.codes,
-        record.code,
-        record.reason,
-        record.ended_by,
-        record.from_tag,
-        record.to_tag,
-        worker,
-    ]
-
-
 class Packed(NamedTuple):
-    """A spooled record, as the delivery process reads it back (:func:`pack`'s order)."""
+    """A spooled record, as the delivery process reads it back (:func:`pks.cdr.record.pack`'s
+    order)."""
 
     id: str
     call_id: str

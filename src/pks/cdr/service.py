@@ -9,7 +9,7 @@
     Recorder.queue (bounded)                                  while a sink fails)
 
 The event loop packs each finished record into its spool line — a JSON array of its values
-(:func:`pks.cdr.fields.pack`: no formatting) with its id — and appends it to the recorder's
+(:class:`pks.cdr.record.Packer`: no formatting) with its id — and appends it to the recorder's
 bounded queue. The writer thread empties the queue every ``interval`` seconds into the spool
 (one write and one fsync per batch: I/O only, so it seldom wants the interpreter lock), then
 wakes the delivery process through its pipe. Everything else — the records' JSON objects,
@@ -42,15 +42,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pks.cdr.fields import pack
-from pks.cdr.record import CallRecord, Recorder
+from pks.cdr.record import Packer, PeerOf, Recorder
 from pks.cdr.spool import STATUS, SpoolWriter, backlog_bytes
 
 __all__ = ["CdrService", "SinkConfig"]
 
 log = logging.getLogger("pks.cdr")
-
-PeerOf = Callable[[str, int], str | None]
 
 RESTART_FIRST, RESTART_MAX, STABLE_AFTER = 1.0, 30.0, 30.0  # the delivery process's restarts
 
@@ -100,9 +97,7 @@ class CdrService:
     ) -> None:
         self.recorder = recorder
         self.sinks = sinks
-        self.wall_offset = wall_offset
         self.worker = worker
-        self.peer_of = peer_of
         self.interval = interval
         self.grace = grace
         self.spool = SpoolWriter(spool_path, spool_max)
@@ -115,9 +110,8 @@ class CdrService:
         self._writer_done = threading.Event()
         self._writer = threading.Thread(target=self._write_loop, name="pks-cdr-writer", daemon=True)
         self._dropped_logged = 0
-        self._prefix = _id_prefix()
-        self._count = 0  # records packed: the last part of their ids
-        recorder.packer = self._pack
+        self.packer = Packer(_id_prefix(), wall_offset, worker, peer_of)
+        recorder.packer = self.packer
 
     def start(self) -> None:
         with contextlib.suppress(FileNotFoundError):  # a previous run's figures
@@ -201,18 +195,6 @@ class CdrService:
                 log.error("call records: cannot start the delivery process: %s", exc)
                 self._restart_at = time.monotonic() + self._backoff
 
-    def _pack(self, record: CallRecord) -> bytes:
-        """``record``'s spool line (:attr:`Recorder.packer`, on the event loop's thread)."""
-        self._count += 1
-        values = pack(
-            f"{self._prefix}{self._count:012x}",
-            record,
-            self.wall_offset(),
-            self.worker,
-            self.peer_of,
-        )
-        return _encode(values).encode() + b"\n"
-
     def write_pending(self) -> int:
         """Move the finished records from the queue to the spool; returns how many."""
         queue = self.recorder.queue
@@ -221,7 +203,7 @@ class CdrService:
             lines: list[bytes] = []
             while queue and len(lines) < 1000:
                 item = queue.popleft()
-                lines.append(item if isinstance(item, bytes) else self._pack(item))
+                lines.append(item if isinstance(item, bytes) else self.packer(item))
             moved += self.spool.append(lines)
         dropped = self.recorder.dropped
         if dropped > self._dropped_logged:

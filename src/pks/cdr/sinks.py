@@ -11,7 +11,6 @@ webhook receiver can do the same with each record's ``id``.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -20,8 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
+import orjson
 
-from pks.cdr.fields import Packed, expand
+from pks.cdr.fields import Packed, expand, seconds_text
 
 if TYPE_CHECKING:
     from sqlalchemy import Table
@@ -35,9 +35,6 @@ __all__ = [
     "cdr_row",
     "make_sinks",
 ]
-
-
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class Sink(Protocol):
@@ -80,7 +77,9 @@ class FileSink:
 
     def deliver(self, records: list[Packed]) -> None:
         fd = self._open()
-        view = memoryview("".join(_dumps(expand(r)) + "\n" for r in records).encode())
+        view = memoryview(
+            b"".join(orjson.dumps(expand(r), option=orjson.OPT_APPEND_NEWLINE) for r in records)
+        )
         while view:
             view = view[os.write(fd, view) :]
         os.fsync(fd)
@@ -105,7 +104,7 @@ class WebhookSink:
         self._client = httpx.Client(headers=headers, timeout=timeout)
 
     def deliver(self, records: list[Packed]) -> None:
-        body = _dumps([expand(r) for r in records]).encode()
+        body = orjson.dumps([expand(r) for r in records])
         resp = self._client.post(self.url, content=body)
         if not 200 <= resp.status_code < 300:
             raise RuntimeError(f"{self.url} answered {resp.status_code} {resp.text[:200]!r}")
@@ -134,10 +133,11 @@ def local_datetime(when: float) -> datetime:
 def _sqlite_stamp(split: Callable[[float], time.struct_time]) -> Stamp:
     """SQLite has no time type: the text SQLAlchemy's DateTime reads back, made directly
     (its own conversion costs more than the insert)."""
+    text = seconds_text("%Y-%m-%d %H:%M:%S", split)
 
     def stamp(when: float) -> str:
         seconds, micro = divmod(round(when * 1_000_000), 1_000_000)
-        return time.strftime("%Y-%m-%d %H:%M:%S", split(seconds)) + f".{micro:06d}"
+        return f"{text(seconds)}.{micro:06d}"
 
     return stamp
 
@@ -160,7 +160,7 @@ def cdr_row(p: Packed, utc: Stamp = utc_datetime) -> tuple[Any, ...]:
         p.source[:64],
         p.setid or None,
         _cut(p.tried[-1][0], 192) if p.tried else None,
-        _dumps(p.attempts),
+        orjson.dumps(p.attempts).decode(),
         p.code or None,
         _cut(p.reason or None, 128),
         p.ended_by or None,
