@@ -99,6 +99,8 @@ def loose_route(msg: Message, is_me: IsMe) -> NextHop | str:
 
 Refusal = tuple[int, str, str]  # (code, reason, why for the log)
 
+TOKENS_KEPT: Final = 4096
+
 
 class DialogGate:
     """Dialogs only through us (docs/security.md): an in-dialog request, or the ACK of a
@@ -106,7 +108,7 @@ class DialogGate:
     (`pks.forward.request.dialog_token` over the Call-ID and the caller's tag, keyed with
     ``secret``), toward a known peer (``admits``), never back to ourselves."""
 
-    __slots__ = ("admits", "max_forwards", "me", "secret", "sockets")
+    __slots__ = ("_old", "_tokens", "admits", "max_forwards", "me", "secret", "sockets")
 
     def __init__(
         self,
@@ -120,10 +122,23 @@ class DialogGate:
         self.me = sockets.addresses  # (host, port) → our socket there
         self.admits = admits
         self.max_forwards = max_forwards
+        # the tokens of recent dialogs, two generations of TOKENS_KEPT: a call's INVITE, ACK
+        # and BYE need the same one, and a keyed hash costs ten dict lookups
+        self._tokens: dict[str, str] = {}
+        self._old: dict[str, str] = {}
 
     def token(self, call_id: str, caller_tag: str) -> str:
         """The value of our Record-Route's ``;pks=`` for a dialog."""
-        return dialog_token(self.secret, call_id, caller_tag)
+        key = f"{caller_tag}\x00{call_id}"
+        made = self._tokens.get(key)
+        if made is None:
+            made = self._old.get(key)
+            if made is None:
+                made = dialog_token(self.secret, call_id, caller_tag)
+            if len(self._tokens) >= TOKENS_KEPT:
+                self._old, self._tokens = self._tokens, {}
+            self._tokens[key] = made
+        return made
 
     def hop(self, msg: Message, inbound: Inbound) -> tuple[NextHop | Refusal, Message]:
         """Where ``msg`` goes, with its forwarded copy; or why it does not."""
