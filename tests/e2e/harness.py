@@ -23,11 +23,12 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pks import accel
 
@@ -189,14 +190,25 @@ class Ports:
 
 # --- processes -------------------------------------------------------------------------------
 
+T = TypeVar("T")
 
-def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
     """Poll ``condition()`` every 20 ms until it is true; HarnessError after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise HarnessError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.02)
+
+
+def in_background(target: Callable[[], T]) -> tuple[threading.Thread, list[T]]:
+    """Run ``target`` in a daemon thread (e.g. a SIPp caller holding calls while the test
+    acts on the proxy): the thread, and the list its result is appended to when it ends."""
+    results: list[T] = []
+    thread = threading.Thread(target=lambda: results.append(target()), daemon=True)
+    thread.start()
+    return thread, results
 
 
 def _stop(proc: subprocess.Popen[bytes], signals: Sequence[tuple[int, float]]) -> None:
@@ -277,7 +289,7 @@ class ProxyProcess:
                 raise HarnessError(f"the proxy exited with status {proc.returncode} before ready")
             return READY_LINE in self.log()
 
-        _wait_for(ready, timeout, f"{READY_LINE!r} in {self.log_path}")
+        wait_for(ready, timeout, f"{READY_LINE!r} in {self.log_path}")
         # scripts/test runs the suite on the pure-Python core, then on the compiled one
         core = os.environ.get("PKS_TEST_CORE")
         want = None if core is None else CORES[core]
@@ -442,7 +454,7 @@ class Sipp:
                 raise HarnessError(f"{self.name} exited early:\n{_read(self._files['stderr'])}")
             return len(_read(self._files["csv"]).splitlines()) >= 2
 
-        _wait_for(ready, 10.0, f"sipp {self.name} to start")
+        wait_for(ready, 10.0, f"sipp {self.name} to start")
 
     def run(self, remote: Endpoint, options: Sequence[str], timeout: float) -> SippResult:
         """Run a client to its end (``-m`` calls done), killing it after ``timeout`` seconds."""

@@ -14,12 +14,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 
-from .harness import Endpoint, SippResult, Stage, customer, gateway, regex_rule
+from .harness import Endpoint, Stage, customer, gateway, in_background, regex_rule
 
 pytestmark = pytest.mark.e2e
 
@@ -54,23 +53,19 @@ def test_reloads_under_load_lose_no_call(stage: Stage) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PKS_")}
     env |= {"PKS_ADMIN_LISTEN": str(admin), "PKS_DB_URL": f"sqlite:///{proxy.db_path}"}
 
-    results: list[SippResult] = []
-    load = threading.Thread(
-        target=lambda: results.append(
-            stage.uac(
-                "uac_call.xml",
-                caller,
-                proxy.at(),
-                service=NUMBER,
-                calls=40,
-                rate=20,
-                limit=20,
-                pause_ms=1000,
-                timeout=30,
-            )
+    load, results = in_background(
+        lambda: stage.uac(
+            "uac_call.xml",
+            caller,
+            proxy.at(),
+            service=NUMBER,
+            calls=40,
+            rate=20,
+            limit=20,
+            pause_ms=1000,
+            timeout=30,
         )
     )
-    load.start()
     time.sleep(0.8)  # calls are ringing or held: reload under them
     in_netns(stage, env, sys.executable, "-c", RPC, f"http://{admin}")
     assert "reloaded:" in in_netns(stage, env, sys.executable, "-m", "pks", "reload")

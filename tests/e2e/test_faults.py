@@ -9,12 +9,20 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import threading
 import time
 
 import pytest
 
-from .harness import Endpoint, SippResult, Stage, customer, gateway, regex_rule
+from .harness import (
+    Endpoint,
+    SippResult,
+    Stage,
+    customer,
+    gateway,
+    in_background,
+    regex_rule,
+    wait_for,
+)
 from .test_workers import admin_call
 
 pytestmark = pytest.mark.e2e
@@ -30,21 +38,6 @@ def finals(result: SippResult) -> list[str]:
         for m in result.messages
         if m.received and m.method is None and not m.start_line.split(" ", 2)[1].startswith("1")
     ]
-
-
-def wait_for(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def in_background(target) -> tuple[threading.Thread, list]:  # type: ignore[no-untyped-def]
-    results: list = []
-    thread = threading.Thread(target=lambda: results.append(target()), daemon=True)
-    thread.start()
-    return thread, results
 
 
 def test_sigterm_while_ringing_answers_the_caller_and_cancels_the_gateway(stage: Stage) -> None:

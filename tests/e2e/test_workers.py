@@ -16,12 +16,11 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 
-from .harness import Endpoint, SippResult, Stage, customer, gateway, regex_rule
+from .harness import Endpoint, Stage, customer, gateway, in_background, regex_rule
 
 pytestmark = pytest.mark.e2e
 
@@ -138,23 +137,19 @@ def test_limits_count_the_calls_of_every_worker(stage: Stage) -> None:
     admin = Endpoint("127.0.0.1", stage.ports.take())
     stage.uas("uas_answer.xml", trunk)
     proxy = start(stage, [trunk], caller, admin)
-    results: list[SippResult] = []
-    held = threading.Thread(
-        target=lambda: results.append(
-            stage.uac(
-                "uac_call.xml",
-                caller,
-                proxy.at(),
-                service=NUMBER,
-                calls=6,
-                rate=50,
-                limit=6,
-                pause_ms=4000,
-                timeout=30,
-            )
+    held, results = in_background(
+        lambda: stage.uac(
+            "uac_call.xml",
+            caller,
+            proxy.at(),
+            service=NUMBER,
+            calls=6,
+            rate=50,
+            limit=6,
+            pause_ms=4000,
+            timeout=30,
         )
     )
-    held.start()
     try:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
