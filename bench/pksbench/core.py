@@ -22,13 +22,11 @@ import gc
 import os
 import pstats
 import random
-import tempfile
 import time
 from collections.abc import Iterator
 
 from pks import heap
-from pks.cdr.record import Recorder
-from pks.cdr.service import CdrService, SinkConfig
+from pks.cdr.record import Packer, Recorder
 from pks.net import Address, Inbound, Proto, Send, SocketInfo
 from pks.proxy import CoreConfig, Proxy
 from pks.route import build_snapshot
@@ -145,12 +143,10 @@ class Call:
             raise RuntimeError(f"call {n}: 200 to BYE not relayed")
 
 
-def cdr_recorder(spool: str) -> Recorder:
-    """A recorder packing as a proxy's call records service does (never started; what it
-    queues stays in memory)."""
-    made = Recorder()
-    CdrService(made, SinkConfig(("file",)), spool, 1 << 20, wall_offset=lambda: 0.0)
-    return made
+def cdr_recorder() -> Recorder:
+    """A recorder packing each finished record as a proxy's call records service does (what
+    it queues stays in memory: no spool, no delivery)."""
+    return Recorder(packer=Packer("00000000-0000-4000-8000-", lambda: 0.0))
 
 
 def _messages(proxy: Proxy, calls: int, start: int) -> list[tuple[bytes, Inbound]]:
@@ -173,7 +169,6 @@ def main() -> None:
         " in a proxy process (the lines are dropped; no spool, no delivery)",
     )
     args = parser.parse_args()
-    spool = tempfile.TemporaryDirectory() if args.cdr else None
 
     rounds: list[float] = []
     per_call_messages = 0.0
@@ -189,8 +184,8 @@ def main() -> None:
         forget_all()  # the replay parses each text anew, as a live proxy would
         per_call_messages = len(msgs) / args.calls  # INVITE, 180, 200, ACK, BYE, 200
         proxy = new_proxy()
-        if spool is not None:
-            proxy.calls.recorder = cdr_recorder(spool.name)
+        if args.cdr:
+            proxy.calls.recorder = cdr_recorder()
         now = 1000.0
         t0 = time.perf_counter()
         if args.profile and r == args.rounds:

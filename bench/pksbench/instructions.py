@@ -48,9 +48,8 @@ def replay(calls: int, path: Path, cdr: bool = False) -> None:
     per_call = len(rows) // int(path.with_suffix(".calls").read_text())
     msgs = [(d, Inbound(core.PROXY, Address(h, p))) for d, h, p in rows[: calls * per_call]]
     proxy = core.new_proxy()
-    spool = tempfile.TemporaryDirectory() if cdr else None
-    if spool is not None:
-        proxy.calls.recorder = core.cdr_recorder(spool.name)
+    if cdr:
+        proxy.calls.recorder = core.cdr_recorder()
     forget_all()
     heap.tune()  # the collector as a proxy process runs it
     heap.settle(collect=True)
