@@ -168,3 +168,14 @@ def test_records_off_leave_calls_without_one() -> None:
     answered_call(net)
     (call,) = net.proxy.calls._calls.values()
     assert call.cdr is None and net.proxy.calls.recorder is None
+
+
+def test_each_seconds_text_is_the_time_it_names() -> None:
+    import time
+
+    from pks.cdr.fields import iso, seconds_text
+
+    text = seconds_text("%Y-%m-%d %H:%M:%S", time.gmtime)
+    for seconds in [*range(1_800_000_000, 1_800_005_000), 1_800_000_000]:  # past its bound
+        assert text(seconds) == time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
+    assert iso(1_800_000_000.25) == "2027-01-15T08:00:00.250Z"

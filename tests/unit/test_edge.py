@@ -252,3 +252,14 @@ def test_the_limit_is_a_route_stage() -> None:
     assert snap is not None
     full = route(snap, CARRIER.host, CARRIER.port, DID, peer_calls=lambda tag: 1)
     assert getattr(full, "code", None) == 503
+
+
+def test_remembered_dialog_tokens_stay_right_and_bounded() -> None:
+    from pks.forward.dialog import TOKENS_KEPT
+    from pks.forward.request import dialog_token
+
+    gate = Net.make().proxy.dialogs
+    dialogs = [(f"call-{n}", f"tag-{n % 7}") for n in range(3 * TOKENS_KEPT)]
+    for call_id, tag in dialogs + dialogs[-10:] + dialogs[:10]:  # recent ones, then old ones
+        assert gate.token(call_id, tag) == dialog_token(gate.secret, call_id, tag)
+    assert len(gate._tokens) + len(gate._old) <= 2 * TOKENS_KEPT
