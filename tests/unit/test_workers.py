@@ -19,6 +19,7 @@ from pks.net import Address, Inbound
 from pks.proxy import CoreConfig, Proxy
 from pks.route.rows import DispatcherRow, PeerRow, SetRow, TableRows
 from pks.route.snapshot import build_snapshot
+from pks.sip import parse
 from pks.workers.handoff import (
     Channel,
     Router,
@@ -29,6 +30,7 @@ from pks.workers.handoff import (
     pack_message,
     unpack_message,
 )
+from pks.workers.journal import Journal, read_journal
 from pks.workers.shared import GatewayShare, PeerShare, SharedStore, share_selection
 
 OFFNET = "33123456789"
@@ -235,6 +237,45 @@ def test_handoff_packing_round_trips() -> None:
         Address("::1", 5062),
         b"SIP/2.0 180 Ringing\r\n\r\n",
     )
+
+
+def test_the_journal_keeps_what_is_live_through_rewrites(tmp_path: Path) -> None:
+    """Records are stored in the map without a close (a SIGKILL loses nothing), a record
+    that does not fit rewrites the file with the live ones, and a zero length ends it."""
+    path = str(tmp_path / "journal.0")
+    journal = Journal(path, capacity=4096)
+    journal.open()
+    assert os.path.getsize(path) == 4096
+    request = parse(invite(OFFNET, PBX).encode())
+    calls = []
+    for n in range(40):  # several rewrites: each INVITE's records are over 1 kB
+        key = ("cid", str(n), "INVITE")
+        journal.opened(key, request, Inbound(PUBLIC, Address("192.0.2.10", 5060)))
+        sent = b"INVITE sent %d" % n
+        journal.branched(key, sent, Address("192.0.2.20", 5060), PUBLIC.proto, PUBLIC)
+        if n % 2:
+            journal.answered(key)
+            call = CallTable(GatewayStates()).open(f"call-{n}", "ft", "pbx", "192.0.2.10")
+            call.to_tag = "tt"
+            journal.call_up(call)
+            calls.append(call)
+    for call in calls[:-3]:
+        journal.call_down(call)
+    assert not journal.failed
+    invites, answered = read_journal(path)  # read while the writer still has it mapped
+    assert sorted(int(i.key[1]) for i in invites) == list(range(0, 40, 2))
+    assert all(i.request == request.to_bytes() and i.source == Address("192.0.2.10", 5060)
+               for i in invites)  # fmt: skip
+    assert {i.sent for i in invites} == {b"INVITE sent %d" % n for n in range(0, 40, 2)}
+    assert [c.call_id for c in answered] == ["call-35", "call-37", "call-39"]
+    assert os.path.getsize(path) > 4096  # the live records need more than the first size
+    journal.close()
+    # a worker killed in the middle of its last record: the body stored, the length not yet
+    with open(path, "r+b") as file:
+        file.seek(file.read().rindex(b"X{") - 4)
+        file.write(bytes(4))
+    still = ["call-33", "call-35", "call-37", "call-39"]
+    assert [c.call_id for c in read_journal(path)[1]] == still
 
 
 async def test_channel_hands_off_asks_and_notifies(store_path: str) -> None:

@@ -17,21 +17,25 @@ its gateway (:meth:`pks.forward.relay.Relay.adopt_lost`: the caller's retransmis
 the 500 again, never a second call), and every answered call is counted again
 (:meth:`pks.forward.calls.CallTable.restore`), so its BYE frees it as before.
 
-Records are appended unbuffered (``os.write`` on an ``O_APPEND`` descriptor, a few
-microseconds on tmpfs): a SIGKILL loses nothing written before it. The file is rewritten
-with only the live records when it passes :data:`COMPACT_AT` bytes. Each record: a 4-byte
-length, a kind byte, a JSON header, a newline, then the raw SIP bytes if any.
+Records are stored into a shared memory map of the file (tmpfs pages: no system call per
+record, and a SIGKILL loses nothing stored before it). The file has a fixed size, zeros
+past the last record; when a record does not fit, the file is rewritten with only the live
+records (a new map, twice their size when they fill more than half of :data:`COMPACT_AT`).
+Each record: a 4-byte length, a kind byte, a JSON header (``orjson``), a newline, then the
+raw SIP bytes if any. The length is stored last, so a worker killed in the middle of a
+record leaves a zero length where it starts: the reader stops there.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
+import mmap
 import os
 import struct
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from pks.net import Address, Inbound, Proto, SocketInfo
 
@@ -52,7 +56,7 @@ __all__ = [
 log = logging.getLogger("pks.workers")
 
 COMPACT_AT = 4 << 20
-"""Bytes after which the file is rewritten with the live records only."""
+"""The file's usual size: when a record does not fit, it is rewritten with the live records."""
 _LENGTH = struct.Struct("<I")
 Key = tuple[str, ...]
 
@@ -62,7 +66,7 @@ def journal_path(store_path: str, index: int) -> str:
 
 
 def _record(kind: bytes, header: dict[str, Any], raw: bytes = b"") -> bytes:
-    body = kind + json.dumps(header, separators=(",", ":")).encode() + b"\n" + raw
+    body = b"".join((kind, orjson.dumps(header), b"\n", raw))
     return _LENGTH.pack(len(body)) + body
 
 
@@ -116,7 +120,7 @@ def read_journal(path: str) -> tuple[list[LostInvite], list[LostCall]]:
         kind = body[:1]
         head, _, raw = body[1:].partition(b"\n")
         try:
-            h = json.loads(head)
+            h = orjson.loads(head)
         except ValueError:
             break
         if kind == b"O":
@@ -151,57 +155,69 @@ class Journal:
     """This worker's journal (``InFlightLog`` of the relay, the calls' side through
     :class:`pks.workers.shared.PeerShare`). Open it after reading the predecessor's."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, capacity: int = COMPACT_AT) -> None:
         self.path = path
-        self._fd: int | None = None
-        self._size = 0
+        self._map: mmap.mmap | None = None
+        self._size = 0  # bytes of records in the map
+        self._capacity = capacity  # the size of the next file
         self._invites: dict[Key, list[bytes]] = {}  # live INVITEs: their O (and B) records
         self._calls: dict[tuple[str, str], bytes] = {}  # live answered calls: their C record
         self.failed = False
 
     def open(self) -> None:
         """Start this process's file (the predecessor's, read already, is replaced)."""
-        self._rewrite()
+        self._rewrite(0)
 
     def close(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = None
+        mapped, self._map = self._map, None
+        if mapped is not None:
+            mapped.close()
 
     def _append(self, record: bytes) -> None:
-        fd = self._fd
-        if fd is None:
+        mapped = self._map
+        if mapped is None:
             return
-        try:
-            os.write(fd, record)
-        except OSError as exc:
-            self._broken(exc)
-            return
-        self._size += len(record)
-        if self._size > COMPACT_AT:
-            self._rewrite()
+        start = self._size
+        end = start + len(record)
+        if end > len(mapped):
+            self._rewrite(len(record))
+            mapped = self._map
+            if mapped is None:
+                return
+            start = self._size
+            end = start + len(record)
+        mapped[start + 4 : end] = record[4:]
+        mapped[start : start + 4] = record[:4]  # last: until then a reader stops here
+        self._size = end
 
     def _broken(self, exc: OSError) -> None:
         if not self.failed:
             log.error("worker journal %s not written (%s): calls lost in a crash", self.path, exc)
         self.failed = True
 
-    def _rewrite(self) -> None:
-        """The live records only, written to a new file renamed over the old one."""
+    def _rewrite(self, room: int) -> None:
+        """The live records only, in a new file (with ``room`` bytes free at least) renamed
+        over the old one."""
         live = [r for records in self._invites.values() for r in records]
         live += self._calls.values()
         data = b"".join(live)
+        capacity = max(self._capacity, 2 * (len(data) + room))
         tmp = f"{self.path}.tmp"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
-            os.write(fd, data)
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.ftruncate(fd, capacity)
+                mapped = mmap.mmap(fd, capacity)
+            finally:
+                os.close(fd)
+            mapped[: len(data)] = data
             os.replace(tmp, self.path)
         except OSError as exc:
             self._broken(exc)
+            self.close()
             return
         self.close()
-        self._fd, self._size = fd, len(data)
+        self._map, self._size, self._capacity = mapped, len(data), capacity
 
     # -- the relay's InFlightLog --------------------------------------------------------------
     def opened(self, key: Key, request: Message, inbound: Inbound) -> None:
