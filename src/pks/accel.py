@@ -87,6 +87,7 @@ MODULES: tuple[str, ...] = (
     "pks/transport/send.py",
     "pks/driver.py",
     "pks/workers/handoff.py",
+    "pks/workers/journal.py",
     "pks/workers/shared.py",
 )
 
