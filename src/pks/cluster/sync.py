@@ -126,7 +126,10 @@ class FloodSync:
                     next_try = now + RETRY
                 else:
                     self._up()
-            await asyncio.sleep(INTERVAL)
+            if self._redis is not None:
+                await asyncio.sleep(INTERVAL)
+            else:  # alone, nothing to do until the next sweep: no wake-up 10 times a second
+                await asyncio.sleep(max(0.0, next_sweep - loop.time()))
 
     def _up(self) -> None:
         if self.reachable is not True:

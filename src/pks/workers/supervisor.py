@@ -26,12 +26,13 @@ import contextlib
 import ctypes
 import logging
 import os
+import select
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from types import FrameType
 from typing import Any
 
@@ -53,7 +54,8 @@ STOP_GRACE = 10.0
 FIRST_BACKOFF = 1.0
 MAX_BACKOFF = 30.0
 STABLE_AFTER = 10.0
-TICK = 0.05
+TICK = 0.05  # seconds between two looks while a worker starts or restarts
+SETTLED_WAIT = 1.0  # at most, between two looks while every worker is up (signals wake it)
 
 
 class Supervisor:
@@ -184,6 +186,12 @@ class Supervisor:
                     os.unlink(journal_path(self.path, i))
 
     def _watch(self) -> None:
+        with _signal_wakeups() as wait:
+            self._watch_until_stopped(wait)
+
+    def _watch_until_stopped(self, wait: Callable[[float], None]) -> None:
+        """Look after the workers until SIGTERM/SIGINT: every ``TICK`` while one is (re)starting,
+        otherwise when a signal comes (a worker's death is a SIGCHLD, SIGHUP a reload)."""
         while not self.stopping:
             if self.hup:
                 self.hup = False
@@ -196,8 +204,10 @@ class Supervisor:
                 if due is not None and now >= due and not self.stopping:
                     log.warning("pks: restarting worker %d", i)
                     self._spawn(i)
-            self._steer([self.store.port(i) != 0 for i in range(self.count)])
-            time.sleep(TICK)
+            live = [self.store.port(i) != 0 for i in range(self.count)]
+            self._steer(live)
+            settled = all(live) and all(due is None for due in self.due)
+            wait(SETTLED_WAIT if settled else TICK)
 
     def _died(self, index: int, status: int, now: float) -> None:
         self.procs[index] = None
@@ -238,6 +248,33 @@ class Supervisor:
             self._steer(live)
             time.sleep(TICK)
         log.info("pks: stopped (%d workers)", self.count)
+
+
+def _ignore(signum: int, frame: FrameType | None) -> None:
+    """SIGCHLD's handler: its arrival is what matters (it writes to the wake-up pipe)."""
+
+
+@contextlib.contextmanager
+def _signal_wakeups() -> Iterator[Callable[[float], None]]:
+    """A wait of at most ``timeout`` seconds that any signal ends (``signal.set_wakeup_fd``),
+    so that an idle supervisor does not wake 20 times a second to look at its workers."""
+    read_end, write_end = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    previous_fd = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    previous_chld = signal.signal(signal.SIGCHLD, _ignore)
+
+    def wait(timeout: float) -> None:
+        select.select([read_end], [], [], timeout)
+        with contextlib.suppress(BlockingIOError):
+            while os.read(read_end, 512):
+                pass
+
+    try:
+        yield wait
+    finally:
+        signal.signal(signal.SIGCHLD, previous_chld)
+        signal.set_wakeup_fd(previous_fd)
+        os.close(read_end)
+        os.close(write_end)
 
 
 def _die_with_parent() -> None:
