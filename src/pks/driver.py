@@ -2,7 +2,7 @@
 
 ``handle_message`` (the transport's ``on_message``) → ``Proxy.receive`` → its ``Send`` effects →
 ``Sender.send`` (the transport's, compiled too); after each batch of sends one ``loop.call_at``
-is kept armed at the proxy's next deadline, rounded up to a grid of :data:`WAKE_TICK` (1/16 s,
+is kept armed at the proxy's next deadline, rounded up to a grid of 1/:data:`WAKE_HZ` s (1/16 s,
 Kamailio's timer tick). The core's ``TimerWheel`` keeps deadlines on a 10 ms grid, but at a
 moderate rate most of them are retransmission timers already made moot by an answer: woken
 for every such slot, the loop spent a tenth of its CPU per call at 200 calls/s on timer
@@ -25,12 +25,11 @@ from pks.net import Inbound, Send
 from pks.proxy import Proxy
 from pks.transport.send import Sender
 
-__all__ = ["WAKE_TICK", "Driver"]
+__all__ = ["WAKE_HZ", "Driver"]
 
 log = logging.getLogger("pks.server")
 
 WAKE_HZ: Final = 16  # timer wake-ups per second at most (the grid the loop's timer is set on)
-WAKE_TICK: Final = 1.0 / WAKE_HZ
 
 
 class Driver:
