@@ -1,10 +1,10 @@
 """``python -m pksbench [--quick]``: the whole benchmark in one run (see ``bench/README.md``).
 
 Order: checks (tools, loopback addresses free) → scenario 1 for SIPp direct, Kamailio, pks
-(scenario 3, the stranger's flood, inside it) → scenario 4 (a customer flooding) → scenario 2
-(table sizes) → report. Scratch files (databases, logs, SIPp traces) go to
-``bench/results/tmp/`` (emptied at start, kept after the run for inspection). Every process
-started is stopped on exit, on error and on Ctrl-C.
+(scenario 3, the stranger's flood, inside it) → scenario 5 (pks workers on free cores) →
+scenario 4 (a customer flooding) → scenario 2 (table sizes) → report. Scratch files
+(databases, logs, SIPp traces) go to ``bench/results/tmp/`` (emptied at start, kept after the
+run for inspection). Every process started is stopped on exit, on error and on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from types import FrameType
 
-from pksbench import lookups, procs, report, tables
+from pksbench import lookups, procs, report, scaling, tables
 from pksbench.measure import GATEWAYS, Plan, Runner, TargetResult, make_plan
 from pksbench.peerflood import PeerFloodResult, PeerFloodRunner, PeerPlan
 from pksbench.targets import Direct, Kamailio, Pks, Target, free_tcp_port, pks_available
@@ -215,6 +215,12 @@ def main() -> int:
         " machine whose speed drifts, one round cannot rank figures a few percent apart (1)",
     )
     parser.add_argument("--no-lookups", action="store_true", help="skip scenario 2")
+    parser.add_argument(
+        "--no-scaling",
+        action="store_true",
+        help="skip scenario 5 (pks workers on free cores: one process at R against N workers"
+        " at N x R, interleaved)",
+    )
     parser.add_argument("--no-calls", action="store_true", help="skip scenario 1")
     args = parser.parse_args()
 
@@ -272,11 +278,11 @@ def main() -> int:
     results: list[TargetResult] = []
     sizes: list[lookups.SizeResult] = []
     peer_floods: list[PeerFloodResult] = []
+    scales: list[scaling.ScalingResult] = []
     try:
         if not args.no_calls:
-            db = tables.create_db(workdir / "bench.db", tables.bench_tables(GATEWAYS))
             log(f"scenario 1 ({mode}): {', '.join(t.label for t in targets)}; scratch {workdir}")
-            run_targets(targets, args.rounds, plan, db, workdir, results)
+            scales = run_calls(args, targets, plan, workdir, results)
         if peer_plan is not None:
             peer_floods = run_peer_floods(peer_plan, targets, workdir)
         if not args.no_lookups:
@@ -300,11 +306,26 @@ def main() -> int:
     notes += report.headroom_notes(results)
     notes += standard_notes(plan, cores)
     notes += report.peer_flood_notes(peer_plan, peer_floods)
-    written = report.write(RESULTS / mode, meta, about, results, sizes, notes, peer_floods)
+    written = report.write(RESULTS / mode, meta, about, results, sizes, notes, peer_floods, scales)
     log("written: " + ", ".join(str(p.relative_to(BENCH.parent)) for p in written))
     print()
     print((RESULTS / f"{mode}.md").read_text())
     return 0
+
+
+def run_calls(
+    args: argparse.Namespace,
+    targets: list[Target],
+    plan: Plan,
+    workdir: Path,
+    out: list[TargetResult],
+) -> list[scaling.ScalingResult]:
+    """Scenario 1 (``out`` grows as targets finish), then scenario 5 on its maxima."""
+    db = tables.create_db(workdir / "bench.db", tables.bench_tables(GATEWAYS))
+    run_targets(targets, args.rounds, plan, db, workdir, out)
+    if args.no_scaling:
+        return []
+    return scaling.run(targets, out, plan, db, workdir, log)
 
 
 def run_targets(

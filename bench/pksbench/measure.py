@@ -322,13 +322,30 @@ class Runner:
             self.result.error = str(exc)
             self.log(f"  {self.target.label}: ERROR {exc}")
         finally:
-            self.target.stop()
-            self._gateway_counts()
-            for proc in self._uas:
-                procs.stop(proc)
-            self._uas.clear()
+            self._stop()
         self.log(f"  {self.target.label}: done in {time.monotonic() - t0:.0f}s")
         return self.result
+
+    def cpu_at(self, rate: float) -> Step | None:
+        """On fresh processes, the check then one step at ``rate`` (None: the check failed or
+        the target would not start): its CPU per call (scenario 5, ``pksbench.scaling``)."""
+        try:
+            self._start_callees()
+            self._start_target()
+            return self._trial(rate) if self._check() else None
+        except RuntimeError as exc:
+            self.result.error = str(exc)
+            self.log(f"  {self.target.label}: ERROR {exc}")
+            return None
+        finally:
+            self._stop()
+
+    def _stop(self) -> None:
+        self.target.stop()
+        self._gateway_counts()
+        for proc in self._uas:
+            procs.stop(proc)
+        self._uas.clear()
 
     def _start_callees(self) -> None:
         self._uas = start_callees(self.gateways, self.workdir, self.plan.buff_size)
@@ -349,11 +366,7 @@ class Runner:
 
     def _restart(self) -> None:
         """Stop the proxy and the callees and start them again (nothing left of before)."""
-        self.target.stop()
-        self._gateway_counts()
-        for proc in self._uas:
-            procs.stop(proc)
-        self._uas.clear()
+        self._stop()
         self._start_callees()
         self._start_target()
 

@@ -19,6 +19,8 @@ from typing import Any
 from pksbench.lookups import SizeResult
 from pksbench.measure import TargetResult
 from pksbench.peerflood import PIKE_UNIT_S, REQUESTS_PER_CALL, PeerFloodResult, PeerPlan
+from pksbench.scaling import ScalingResult
+from pksbench.scaling import table as scaling_table
 
 
 def _f(value: object, digits: int = 3) -> str:
@@ -118,7 +120,11 @@ def _flood_cell(r: TargetResult) -> str:
     return f"{f.failed_flood}/{f.calls} failed, {cpu} of a core"
 
 
-def summary_table(results: Sequence[TargetResult], sizes: Sequence[SizeResult] = ()) -> list[str]:
+def summary_table(
+    results: Sequence[TargetResult],
+    sizes: Sequence[SizeResult] = (),
+    scales: Sequence[ScalingResult] = (),
+) -> list[str]:
     """The README table: every column, and pks / Kamailio between the bests."""
     by = _by_name(results)
     order = _order(results)
@@ -148,7 +154,20 @@ def summary_table(results: Sequence[TargetResult], sizes: Sequence[SizeResult] =
     lookup = _lookup_row(sizes, order, by)
     if lookup:
         lines.append(lookup)
+    if scales:
+        lines.append(_scaling_row(scales, order, by))
     return lines
+
+
+def _scaling_row(
+    scales: Sequence[ScalingResult], order: list[str], by: dict[str, TargetResult]
+) -> str:
+    """Scenario 5 in one row: under each worker configuration of pks, what it routes on as
+    many free cores, × one process."""
+    ratios = {s.label: s.ratio for s in scales}
+    cells = [_ratio(ratios.get(by[n].label), 1.0) if by[n].label in ratios else ""
+             for n in order]  # fmt: skip
+    return "| on N free cores, × one process (scenario 5) | " + " | ".join(cells) + " | |"
 
 
 def _lookup_row(
@@ -484,6 +503,7 @@ def write(
     sizes: Sequence[SizeResult],
     notes: Sequence[str],
     peer_floods: Sequence[PeerFloodResult] = (),
+    scales: Sequence[ScalingResult] = (),
 ) -> list[Path]:
     path_stem.parent.mkdir(parents=True, exist_ok=True)
     concurrent = int(str(meta.get("concurrent", 0)))
@@ -503,7 +523,7 @@ def write(
             "",
             "## Summary",
             "",
-            *summary_table(results, sizes),
+            *summary_table(results, sizes, scales),
             "",
             "## Scenario 1 — calls through the proxy",
             "",
@@ -530,6 +550,8 @@ def write(
             "",
             *peer_flood_table(peer_floods),
         ]
+    if scales:
+        md += ["", "## Scenario 5 — pks workers on free cores", "", *scaling_table(scales)]
     if sizes:
         md += ["", "## Scenario 2 — lookup cost as the tables grow", "", *scenario2_tables(sizes)]
     md += ["", "## Notes", "", *[f"- {n}" for n in notes], ""]
@@ -546,6 +568,7 @@ def write(
                 "targets": [r.as_dict() for r in results],
                 "sizes": [s.as_dict() for s in sizes],
                 "peer_floods": [f.as_dict() for f in peer_floods],
+                "scaling": [s.as_dict() for s in scales],
                 "notes": list(notes),
             },
             indent=2,
