@@ -12,7 +12,6 @@ parameter is removed when the request is sent there.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import replace
 from typing import Final
 
 from pks.net import Address, Proto, address
@@ -134,7 +133,7 @@ def take_ruri_alias(uri: Uri) -> tuple[Address, Proto, str] | None:
     if not (parts[1].isascii() and parts[1].isdigit()):
         return None
     params = tuple(p for p in uri.params if p[0] != "alias")
-    stripped = replace(uri, params=params)
+    stripped = uri.replace_params(params)
     return Address(parts[0], int(parts[1])), _DIGIT_PROTO[parts[2]], format_uri(stripped)
 
 

@@ -8,12 +8,12 @@ a ``Uri`` with only ``scheme`` and ``opaque`` set, so that sanity can answer 416
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import unquote_to_bytes
 
 from pks.sip.errors import ParseError
 from pks.sip.memo import Memo
+from pks.sip.record import Record
 
 _SCHEME: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*\Z")
 _HOSTNAME: Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9.])?\Z|[A-Za-z0-9]\Z")
@@ -21,19 +21,62 @@ _IPV6REF: Final = re.compile(r"\[[0-9A-Fa-f:.]+\]\Z")
 _NOT_IN_URI: Final = re.compile(r"[\s<>\"]")
 
 
-@dataclass(frozen=True, slots=True)
-class Uri:
-    """A parsed URI. For sip/sips every field is set; for other schemes only scheme/opaque."""
+class Uri(Record):
+    """A parsed URI. For sip/sips every field is set; for other schemes only scheme/opaque.
 
-    scheme: str
-    user: str | None = None  # raw, still %-escaped
-    password: str | None = None
-    host: str = ""  # as written; IPv6 keeps its brackets
-    port: int | None = None
-    params: tuple[tuple[str, str | None], ...] = ()  # names lower-cased, values as written
-    headers: str | None = None
-    opaque: str = ""  # everything after "scheme:" for non-SIP schemes
-    raw: str = field(default="", compare=False)
+    A `Record`, not a frozen dataclass: one is built for every R-URI, From and To parsed, and
+    a dataclass's ``__init__`` stays interpreted under mypyc. ``raw`` (the text it was parsed
+    from) does not count in equality and hash."""
+
+    __slots__ = ("headers", "host", "opaque", "params", "password", "port", "raw", "scheme", "user")
+
+    def __init__(
+        self,
+        scheme: str,
+        user: str | None = None,  # raw, still %-escaped
+        password: str | None = None,
+        host: str = "",  # as written; IPv6 keeps its brackets
+        port: int | None = None,
+        params: tuple[tuple[str, str | None], ...] = (),  # names lower-cased, values as written
+        headers: str | None = None,
+        opaque: str = "",  # everything after "scheme:" for non-SIP schemes
+        raw: str = "",
+    ) -> None:
+        self.scheme = scheme
+        self.user = user
+        self.password = password
+        self.host = host
+        self.port = port
+        self.params = params
+        self.headers = headers
+        self.opaque = opaque
+        self.raw = raw
+
+    def _fields(self) -> tuple[object, ...]:
+        return (
+            self.scheme,
+            self.user,
+            self.password,
+            self.host,
+            self.port,
+            self.params,
+            self.headers,
+            self.opaque,
+        )
+
+    def replace_params(self, params: tuple[tuple[str, str | None], ...]) -> Uri:
+        """The same URI with other parameters (``raw`` still the original text)."""
+        return Uri(
+            self.scheme,
+            self.user,
+            self.password,
+            self.host,
+            self.port,
+            params,
+            self.headers,
+            self.opaque,
+            self.raw,
+        )
 
     @property
     def is_sip(self) -> bool:
