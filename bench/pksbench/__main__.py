@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from types import FrameType
 
-from pksbench import lookups, procs, report, scaling, tables
+from pksbench import lookups, moderate, procs, report, scaling, tables
 from pksbench.measure import GATEWAYS, Plan, Runner, TargetResult, make_plan
 from pksbench.peerflood import PeerFloodResult, PeerFloodRunner, PeerPlan
 from pksbench.targets import Direct, Kamailio, Pks, Target, free_tcp_port, pks_available
@@ -279,10 +279,11 @@ def main() -> int:
     sizes: list[lookups.SizeResult] = []
     peer_floods: list[PeerFloodResult] = []
     scales: list[scaling.ScalingResult] = []
+    readings: dict[str, list[float]] = {}
     try:
         if not args.no_calls:
             log(f"scenario 1 ({mode}): {', '.join(t.label for t in targets)}; scratch {workdir}")
-            scales = run_calls(args, targets, plan, workdir, results)
+            readings, scales = run_calls(args, targets, plan, workdir, results)
         if peer_plan is not None:
             peer_floods = run_peer_floods(peer_plan, targets, workdir)
         if not args.no_lookups:
@@ -299,7 +300,8 @@ def main() -> int:
             receiver.close()
 
     results, round_notes = report.median_rounds(results)
-    notes += round_notes
+    moderate.apply(results, readings)
+    notes += round_notes + moderate.notes(results)
     for r in results:
         if r.name != "direct" and r.gateway_calls and min(r.gateway_calls.values()) == 0:
             notes.append(f"{r.label}: the callee received no call")
@@ -319,13 +321,15 @@ def run_calls(
     plan: Plan,
     workdir: Path,
     out: list[TargetResult],
-) -> list[scaling.ScalingResult]:
-    """Scenario 1 (``out`` grows as targets finish), then scenario 5 on its maxima."""
+) -> tuple[dict[str, list[float]], list[scaling.ScalingResult]]:
+    """Scenario 1 (``out`` grows as targets finish), more readings of its CPU per call at
+    the moderate rate, then scenario 5 on its maxima."""
     db = tables.create_db(workdir / "bench.db", tables.bench_tables(GATEWAYS))
     run_targets(targets, args.rounds, plan, db, workdir, out)
+    readings = moderate.run(targets, plan, db, workdir, log)
     if args.no_scaling:
-        return []
-    return scaling.run(targets, out, plan, db, workdir, log)
+        return readings, []
+    return readings, scaling.run(targets, out, plan, db, workdir, log)
 
 
 def run_targets(

@@ -41,13 +41,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pksbench import procs, sipp
 from pksbench.tables import GATEWAY_IPS, UAC_IP
 from pksbench.targets import Target
 
 BENCH = Path(__file__).resolve().parent.parent
+_T = TypeVar("_T")
 GATEWAYS = GATEWAY_IPS[:1]  # scenario 1: one callee (as few SIPp processes as it needs)
 
 MAX_FAILED = 0.001  # a step passes with at most 0.1 % of its calls failed,
@@ -240,7 +241,8 @@ class TargetResult:
     p50_ms: float | None = None
     p99_ms: float | None = None
     p50_180_ms: float | None = None
-    cpu_ms_per_call: float | None = None
+    cpu_ms_per_call: float | None = None  # the median of cpu_samples_ms when there are some
+    cpu_samples_ms: list[float] = field(default_factory=list)  # pksbench.moderate
     concurrent: int | None = None
     concurrent_reached: int | None = None
     concurrent_rate: float | None = None
@@ -329,10 +331,23 @@ class Runner:
     def cpu_at(self, rate: float) -> Step | None:
         """On fresh processes, the check then one step at ``rate`` (None: the check failed or
         the target would not start): its CPU per call (scenario 5, ``pksbench.scaling``)."""
+        return self._fresh(lambda: self._trial(rate))
+
+    def moderate_cpu(self) -> float | None:
+        """On fresh processes, the check then the latency phase again (the same rate, length
+        and message trace): its CPU ms per call (``pksbench.moderate``)."""
+
+        def measure() -> float | None:
+            self._latency()
+            return self.result.cpu_ms_per_call
+
+        return self._fresh(measure)
+
+    def _fresh(self, measure: Callable[[], _T]) -> _T | None:
         try:
             self._start_callees()
             self._start_target()
-            return self._trial(rate) if self._check() else None
+            return measure() if self._check() else None
         except RuntimeError as exc:
             self.result.error = str(exc)
             self.log(f"  {self.target.label}: ERROR {exc}")
