@@ -104,20 +104,25 @@ def test_a_huge_pattern_is_refused_as_too_complex_quickly() -> None:
     assert time.perf_counter() - started < 5
 
 
-@pytest.mark.parametrize("pattern", [r"^(3+)+$", r"^(\d|\d\d)+$"])
-def test_what_is_refused_really_is_slow_and_its_fix_is_not(pattern: str) -> None:
-    """The reason for the check: 22 digits and an x already cost a measurable time, doubling
-    per digit; the rewritten pattern answers at once."""
-    subject = "3" * 22 + "x"
+@pytest.mark.parametrize(("pattern", "digits"), [(r"^(3+)+$", 22), (r"^(\d|\d\d)+$", 28)])
+def test_what_is_refused_really_is_slow_and_its_fix_is_not(pattern: str, digits: int) -> None:
+    """The reason for the check: a few dozen digits and an x already cost tens of milliseconds,
+    growing geometrically per digit (2^n for the first, the Fibonacci numbers for the second);
+    the rewritten pattern answers at once. The fix is timed at its best of a few tries, so a
+    scheduling pause on a busy CI machine cannot make it look slow."""
+    subject = "3" * digits + "x"
     slow = compile_pcre(pattern).pattern
     started = time.perf_counter()
     assert slow.search(subject) is None
     elapsed = time.perf_counter() - started
     fixed = compile_pcre(r"^3+$" if "3" in pattern else r"^\d+$").pattern
     assert risk(fixed.pattern) is None
-    started = time.perf_counter()
-    assert fixed.search(subject) is None
-    assert time.perf_counter() - started < elapsed / 100
+    best = elapsed
+    for _ in range(5):
+        started = time.perf_counter()
+        assert fixed.search(subject) is None
+        best = min(best, time.perf_counter() - started)
+    assert best < elapsed / 100
 
 
 @pytest.mark.parametrize("pattern", ["^" + "a?" * 22 + "x", "(?:a|)" * 14 + "x"])
