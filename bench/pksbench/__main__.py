@@ -76,7 +76,7 @@ def machine() -> dict[str, str]:
     return {
         "CPU": f"{_cpu_model()}, {os.cpu_count()} logical cores",
         "kernel": platform.release(),
-        "Python": platform.python_version(),
+        "Python": _python(),
         "pks": pks_version,
         "Kamailio": _first_line(["kamailio", "-v"]),
         "SIPp": _first_line(["sipp", "-v"]),
@@ -88,6 +88,21 @@ def machine() -> dict[str, str]:
             f"{_sysctl('net.core.wmem_default')} / {_sysctl('net.core.wmem_max')} bytes"
         ),
     }
+
+
+def _python() -> str:
+    """The interpreter pks runs on (the bench's own, see scripts/bench): version, path, and
+    whether the executable calls a shared libpython (as an interpreter built without
+    ``--enable-optimizations`` by pyenv does) or has it linked in (Debian's)."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        maps = ""
+    libpython = next(
+        (line.rsplit("/", 1)[-1] for line in maps.splitlines() if "libpython" in line), None
+    )
+    linked = f"shared {libpython}" if libpython else "libpython linked in"
+    return f"{platform.python_version()} ({os.path.realpath(sys.executable)}, {linked})"
 
 
 def preflight() -> None:
