@@ -103,7 +103,7 @@ C_EXTENSIONS: tuple[tuple[str, str], ...] = (
 PURE = "pure Python"
 COMPILED = "compiled (mypyc)"
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent  # the directory holding ``pks``
-STAMP = ".pks-accel-sources"  # in a compiled copy: the hash of the sources it was built from
+STAMP = ".pks-accel-sources"  # in a compiled copy: what it was built from (`build_key`)
 
 
 def module_name(path: str) -> str:
@@ -154,14 +154,23 @@ def sources_digest(root: Path) -> str:
     return digest.hexdigest()
 
 
+def build_key(root: Path, interpreter: str | None = None) -> str:
+    """What a compiled copy is made of: the sources under ``root`` and the interpreter that
+    compiles them (its path and version: another one's modules may load, but were built
+    with its headers and flags, or not load at all)."""
+    if interpreter is None:
+        interpreter = f"{os.path.realpath(sys.executable)} {sys.version}"
+    return f"{sources_digest(root)} {interpreter}"
+
+
 def build(root: Path, copy_from: Path | None) -> None:
     """Compile ``MODULES`` in ``root`` (after copying the package there from ``copy_from``).
 
-    A copy whose sources are those of ``copy_from`` and whose modules are all compiled is
-    kept as it is (``STAMP`` holds the sources' hash): nothing is rebuilt."""
+    A copy whose sources are those of ``copy_from``, compiled by this interpreter, with all
+    its modules, is kept as it is (``STAMP`` holds its `build_key`): nothing is rebuilt."""
     stamp = root / STAMP
     if copy_from is not None:
-        want = sources_digest(copy_from)
+        want = build_key(copy_from)
         have = stamp.read_text() if stamp.is_file() else ""
         if have == want and len(_extensions(root)) > len(MODULES):
             print(f"pks.accel: {root} is up to date")

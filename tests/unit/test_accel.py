@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.machinery
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,17 @@ def test_sources_digest_follows_every_source_file(tmp_path: Path) -> None:
     assert second != first
     (tmp_path / "pks" / "new.py").write_text("")
     assert accel.sources_digest(tmp_path) != second
+
+
+def test_build_key_names_the_interpreter(tmp_path: Path) -> None:
+    # a copy compiled by another interpreter (another venv's python3) is built again
+    (tmp_path / "pks").mkdir()
+    (tmp_path / "pks" / "net.py").write_text("x = 1\n")
+    mine = accel.build_key(tmp_path)
+    assert mine == accel.build_key(tmp_path)
+    assert accel.sources_digest(tmp_path) in mine
+    assert os.path.realpath(sys.executable) in mine
+    assert accel.build_key(tmp_path, "/usr/bin/python3.11 3.11.2") != mine
 
 
 def test_inplace_build_refuses_a_source_tree(capsys: pytest.CaptureFixture[str]) -> None:
