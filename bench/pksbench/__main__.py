@@ -92,8 +92,9 @@ def machine() -> dict[str, str]:
 
 def _python() -> str:
     """The interpreter pks runs on (the bench's own, see scripts/bench): version, path, and
-    whether the executable calls a shared libpython (as an interpreter built without
-    ``--enable-optimizations`` by pyenv does) or has it linked in (Debian's)."""
+    whether libpython is a shared library (an ``--enable-shared`` build, such as pyenv's) or
+    linked into the executable (Debian's). Whether it was built with PGO/LTO does not show;
+    the path tells which build it is."""
     try:
         maps = Path("/proc/self/maps").read_text()
     except OSError:
